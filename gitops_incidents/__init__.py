@@ -1,0 +1,1 @@
+"""gitops-incidents: incident management for workflow platforms, kept as plain files in git."""

@@ -1,0 +1,3 @@
+from gitops_incidents.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The `gitops-incidents` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gitops_incidents import tracker
+from gitops_incidents.commands import Command, UsageError, schema, validate
+
+COMMANDS: dict[str, Command] = {"validate": validate, "schema": schema}
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --repo is accepted before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--repo",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the tracker repository (default: the git repository around the current directory)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="gitops-incidents",
+        description="Incident management for workflow platforms, kept as plain files in git.",
+        parents=[common],
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(subparsers, name, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    root = getattr(args, "repo", None)
+    args.repo = root.resolve() if root else tracker.find_root(Path.cwd())
+    if not args.repo.is_dir():
+        return usage_error(f"--repo: no such directory: {root}")
+    try:
+        return COMMANDS[args.command].run(args)
+    except UsageError as exc:
+        return usage_error(str(exc))
+
+
+def usage_error(message: str) -> int:
+    print(f"gitops-incidents: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

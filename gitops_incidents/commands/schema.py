@@ -1,0 +1,21 @@
+"""`schema [incident|automation|config]`: print a file format's JSON Schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gitops_incidents.schemas import SCHEMAS, schema_text
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name, parents=[common], help="print the JSON Schema of a file format (for editors)"
+    )
+    parser.add_argument("kind", nargs="?", choices=sorted(SCHEMAS), default="incident")
+
+
+def run(args: argparse.Namespace) -> int:
+    sys.stdout.write(schema_text(args.kind))
+    return 0

@@ -1,0 +1,93 @@
+"""`validate [PATH...] [--format text|json|github]`: check tracker files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import tracker
+from gitops_incidents.commands import UsageError
+from gitops_incidents.validation import Report, validate
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="check incident, automation and configuration files",
+        description="Check tracker files (all of them by default). Exit 0: valid; "
+        "1: problems found; 2: usage error.",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders")
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    root: Path = args.repo
+    relpaths = None
+    if args.paths:
+        relpaths = []
+        for path in args.paths:
+            found = _tracker_paths(root, path)
+            if not found:
+                raise UsageError(f"{path}: not an incident, automation or configuration file")
+            relpaths.extend(found)
+    report = validate(root, relpaths)
+    FORMATS[args.format](report)
+    return 1 if report.errors else 0
+
+
+def _tracker_paths(root: Path, path: Path) -> list[str]:
+    """The tracker files a command-line path names: a file, or the files in a folder."""
+    full = path.resolve()
+    if not full.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    try:
+        relative = full.relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(f"{path}: outside the repository {root}") from None
+    if full.is_dir():
+        inside = f"{relative}/" if relative != "." else ""
+        return [p for p in tracker.tracker_files(root) if p.startswith(inside)]
+    return [relative] if tracker.classify(relative) else []
+
+
+def _text(report: Report) -> None:
+    for finding in report.findings:
+        print(finding, file=sys.stderr)
+    problems = len(report.findings)
+    if problems:
+        files = len({f.path for f in report.findings})
+        print(f"{problems} problem(s) in {files} of {report.files} file(s)", file=sys.stderr)
+    else:
+        print(f"{report.files} file(s) checked, no problems", file=sys.stderr)
+
+
+def _json(report: Report) -> None:
+    findings = [
+        {"path": f.path, "line": f.line, "column": f.column, "level": f.level, "message": f.message}
+        for f in report.findings
+    ]
+    json.dump({"files": report.files, "errors": report.errors, "findings": findings}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _github(report: Report) -> None:
+    # Workflow commands: https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+    for f in report.findings:
+        where = f"file={_property(f.path)},line={f.line},col={f.column}"
+        print(f"::{f.level} {where},title=gitops-incidents::{_data(f.message)}")
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+FORMATS = {"text": _text, "json": _json, "github": _github}

@@ -1,0 +1,72 @@
+"""The layout of a tracker repository (SPEC 2): where each kind of file lives."""
+
+from __future__ import annotations
+
+import enum
+import subprocess
+from pathlib import Path, PurePosixPath
+
+INCIDENTS = "incidents"
+AUTOMATIONS = "automations"
+CONFIG_FILE = "gitops-incidents.yaml"
+AUTOMATION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class Kind(enum.Enum):
+    INCIDENT = "incident"
+    AUTOMATION = "automation"
+    CONFIG = "config"
+
+
+def classify(relpath: str) -> Kind | None:
+    """The kind of tracker file at `relpath` (POSIX, relative to the root), or None.
+
+    Anything directly in `incidents/` or `automations/` counts, whatever its
+    name, so that a misnamed file is reported rather than silently skipped;
+    dotfiles (`.gitkeep`) are left alone.
+    """
+    parts = PurePosixPath(relpath).parts
+    if parts == (CONFIG_FILE,):
+        return Kind.CONFIG
+    if len(parts) != 2 or parts[1].startswith("."):
+        return None
+    return {INCIDENTS: Kind.INCIDENT, AUTOMATIONS: Kind.AUTOMATION}.get(parts[0])
+
+
+def name_problem(relpath: str, kind: Kind) -> str | None:
+    """What is wrong with a tracker file's name, or None."""
+    path = PurePosixPath(relpath)
+    if kind is Kind.INCIDENT and path.suffix != ".yaml":
+        return "an incident file is named <id>.yaml"
+    if kind is Kind.AUTOMATION and path.suffix not in AUTOMATION_SUFFIXES:
+        return "an automation file is named <id>.yaml, <id>.yml or <id>.json"
+    return None
+
+
+def file_id(relpath: str) -> str:
+    return PurePosixPath(relpath).stem
+
+
+def find_root(start: Path) -> Path:
+    """The git repository around `start`, or `start` itself outside git."""
+    result = subprocess.run(
+        ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Path(result.stdout.strip()) if result.returncode == 0 else start
+
+
+def tracker_files(root: Path) -> list[str]:
+    """Every tracker file in the working tree, as sorted POSIX paths relative to `root`."""
+    found = [CONFIG_FILE] if (root / CONFIG_FILE).is_file() else []
+    for folder in (INCIDENTS, AUTOMATIONS):
+        directory = root / folder
+        if directory.is_dir():
+            found.extend(
+                f"{folder}/{entry.name}"
+                for entry in directory.iterdir()
+                if not entry.name.startswith(".")
+            )
+    return sorted(found)
