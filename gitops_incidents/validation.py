@@ -138,6 +138,9 @@ def _finding(
     elif kind == "missing":
         position = marks.locate(where)
         message = f"missing required key {key!r}"
+    elif kind == "union_tag_invalid":
+        position = marks.locate((*where, "type"))
+        message = _message(error)
     elif _TYPE_ERRORS.get(kind):
         position = marks.locate(where)
         message = f"expected {_TYPE_ERRORS[kind]}, not {_kind_name(error['input'])}"

@@ -176,6 +176,8 @@ def load(text: str, *, marks: Marks | None = None) -> Any:
         problem = exc.problem or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{problem} ({exc.context})"
+        if text[mark.index : mark.index + 1] == "\t":
+            problem = "tab character: YAML indents with spaces"
         raise LoadError(problem, Position(mark.line + 1, mark.column + 1)) from None
     except ReaderError as exc:
         raise LoadError(
@@ -312,16 +314,6 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKey(key)
         result[key] = value
     return result
-
-
-def dump_json(data: Any, indent: int = 2) -> str:
-    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
-
-
-def json_indent(text: str) -> int:
-    """The indentation a JSON file uses, so that an edit keeps its style."""
-    match = re.search(r"\n( +)\S", text)
-    return len(match.group(1)) if match else 2
 
 
 class RoundTrip:
