@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 # The main job on this repository's own incidents, automations and history.
 demo: $(STAMP)
 	$(BIN)/gitops-incidents validate
-	$(BIN)/gitops-incidents schema incident > /dev/null && echo "schema: ok" >&2
+	$(BIN)/gitops-incidents events > $(VENV)/events.jsonl
+	@echo "events: $$(wc -l < $(VENV)/events.jsonl) derived from this repository's history" \
+		"($(VENV)/events.jsonl); the last one:" >&2
+	@tail -n 1 $(VENV)/events.jsonl
 
 test: lint typecheck unit
 

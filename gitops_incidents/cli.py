@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from gitops_incidents import tracker
-from gitops_incidents.commands import Command, UsageError, schema, validate
+from gitops_incidents.commands import Command, UsageError, events, schema, validate
 
-COMMANDS: dict[str, Command] = {"validate": validate, "schema": schema}
+COMMANDS: dict[str, Command] = {"validate": validate, "schema": schema, "events": events}
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except UsageError as exc:
         return usage_error(str(exc))
+    except BrokenPipeError:
+        # The reader went away (`events | head`): stop quietly, as Python's docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FINDINGS
 
 
 def usage_error(message: str) -> int:

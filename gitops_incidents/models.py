@@ -159,8 +159,8 @@ def _timestamp_input(value: Any) -> Any:
 
 
 def _utc(value: datetime) -> datetime:
-    """A timestamp without a zone is taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    """In UTC, so that one instant has one spelling; without a zone, UTC is assumed."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 Timestamp = Annotated[
@@ -185,10 +185,10 @@ class RelatedResource(Strict):
     role: NonEmpty | None = Field(None, description="default: the id's kind, last segment")
     name: NonEmpty | None = None
 
-    @property
-    def resolved_role(self) -> str:
-        """`prefect.work-pool.k8s-prod` has the kind `prefect.work-pool`: role `work-pool`."""
-        return self.role or self.id.rsplit(".", 2)[-2]
+
+def default_role(resource_id: str) -> str:
+    """`prefect.work-pool.k8s-prod` has the kind `prefect.work-pool`: role `work-pool`."""
+    return resource_id.rsplit(".", 2)[-2]
 
 
 def _related_item(value: Any) -> Any:

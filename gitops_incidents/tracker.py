@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import functools
 import subprocess
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 INCIDENTS = "incidents"
 AUTOMATIONS = "automations"
@@ -18,6 +19,7 @@ class Kind(enum.Enum):
     CONFIG = "config"
 
 
+@functools.lru_cache(maxsize=65536)
 def classify(relpath: str) -> Kind | None:
     """The kind of tracker file at `relpath` (POSIX, relative to the root), or None.
 
@@ -25,26 +27,33 @@ def classify(relpath: str) -> Kind | None:
     name, so that a misnamed file is reported rather than silently skipped;
     dotfiles (`.gitkeep`) are left alone.
     """
-    parts = PurePosixPath(relpath).parts
-    if parts == (CONFIG_FILE,):
+    # Plain string operations: this runs for every change in history.
+    if relpath == CONFIG_FILE:
         return Kind.CONFIG
-    if len(parts) != 2 or parts[1].startswith("."):
+    folder, _, name = relpath.partition("/")
+    if not name or "/" in name or name.startswith("."):
         return None
-    return {INCIDENTS: Kind.INCIDENT, AUTOMATIONS: Kind.AUTOMATION}.get(parts[0])
+    return _FOLDERS.get(folder)
+
+
+_FOLDERS = {INCIDENTS: Kind.INCIDENT, AUTOMATIONS: Kind.AUTOMATION}
 
 
 def name_problem(relpath: str, kind: Kind) -> str | None:
     """What is wrong with a tracker file's name, or None."""
-    path = PurePosixPath(relpath)
-    if kind is Kind.INCIDENT and path.suffix != ".yaml":
+    if kind is Kind.INCIDENT and not relpath.endswith(".yaml"):
         return "an incident file is named <id>.yaml"
-    if kind is Kind.AUTOMATION and path.suffix not in AUTOMATION_SUFFIXES:
+    if kind is Kind.AUTOMATION and not relpath.endswith(AUTOMATION_SUFFIXES):
         return "an automation file is named <id>.yaml, <id>.yml or <id>.json"
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def file_id(relpath: str) -> str:
-    return PurePosixPath(relpath).stem
+    """`incidents/db-outage.yaml` -> `db-outage`."""
+    name = relpath.rpartition("/")[2]
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
 
 
 def find_root(start: Path) -> Path:

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from gitops_incidents import models, tracker, yamlio
+from gitops_incidents import gitcmd, models, tracker, yamlio
 from gitops_incidents.models import Automation, Config, Context, Incident
 from gitops_incidents.tracker import Kind
 
@@ -216,7 +216,29 @@ def validate(root: Path, relpaths: Iterable[str] | None = None) -> Report:
         if kind is None or kind is Kind.CONFIG:
             continue
         findings.extend(_check_file(root, relpath, kind, config, seen_ids))
+    findings.extend(f for f in _renamed_incidents(root) if f.path in selected)
     return Report(len(selected), sorted(findings))
+
+
+def _renamed_incidents(root: Path) -> list[Finding]:
+    """Incident files renamed in the index against HEAD: ids are permanent (SPEC 4)."""
+    try:
+        status = gitcmd.run(root, "status", "--porcelain=v1", "-z", "--", f"{tracker.INCIDENTS}/")
+    except gitcmd.GitError:
+        return []  # not a git repository: nothing to compare with
+    findings = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if entry[:1] == "R":
+            new, old = entry[3:], next(entries, "")
+            message = (
+                f"renamed from {old}: an incident's id is its file name, so this deletes "
+                f"incident {tracker.file_id(old)!r} and declares {tracker.file_id(new)!r}"
+            )
+            findings.append(Finding(new, 1, 1, message, "warning"))
+        elif entry[:1] == "C":
+            next(entries, "")
+    return findings
 
 
 def _check_file(

@@ -127,8 +127,9 @@ _SPECIAL_FLOATS = {
     ".NaN": math.nan,
     ".NAN": math.nan,
 }
-# The first characters a plain scalar needs to be anything but a string.
+# The first characters a plain scalar needs to be anything but a string ("" is null).
 _MAYBE_NOT_STR = frozenset("0123456789+-.~nNtTfF")
+_MAYBE = _MAYBE_NOT_STR | {""}
 
 
 def _plain(value: str) -> Any:
@@ -208,10 +209,13 @@ def _build(next_event: Callable[[], Any], marks: Marks | None) -> Any:
         if kind is scalar_t:
             if event.anchor is not None:
                 raise LoadError("anchors and aliases are not allowed", _mark(event))
-            tag = event.tag
+            # `ctag` first: `tag` is a property that builds a string (the hot path).
+            tag = None if event.ctag is None else event.tag
             if tag is None or tag == "!":
-                plain = event.implicit[0] and not event.style and tag is None
-                value: Any = _plain(event.value) if plain else event.value
+                value: Any = event.value
+                # Most plain scalars are words: skip resolution unless they could be more.
+                if event.implicit[0] and not event.style and tag is None and value[:1] in _MAYBE:
+                    value = _plain(value)
             elif tag.startswith(_CORE):
                 value = _explicit(tag, event.value, _mark(event))
             else:

@@ -28,9 +28,14 @@ class Repo:
         path.mkdir(parents=True)
         self.git("init", "-q", "-b", "main")
 
-    def git(self, *args: str) -> str:
+    def git(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
-            ["git", *args], cwd=self.path, capture_output=True, text=True, check=True
+            ["git", *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **(env or {})},
         )
         return result.stdout
 
@@ -43,10 +48,39 @@ class Repo:
             target.write_text(content, encoding="utf-8")
         return target
 
-    def commit(self, message: str) -> str:
+    def commit(
+        self,
+        message: str,
+        author: tuple[str, str] | None = None,
+        when: int | None = None,
+        committed: int | None = None,
+    ) -> str:
+        """Commit everything, as `author` (name, email) at `when` (seconds since 1970, UTC)."""
         self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        self.git(
+            "commit", "-q", "--allow-empty", "-m", message, env=self._env(author, when, committed)
+        )
+        return self.head()
+
+    def merge(self, branch: str, message: str, author: tuple[str, str], when: int) -> str:
+        self.git("merge", "-q", "--no-ff", "-m", message, branch, env=self._env(author, when, when))
+        return self.head()
+
+    def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
+
+    @staticmethod
+    def _env(
+        author: tuple[str, str] | None, when: int | None, committed: int | None
+    ) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if author:
+            env |= {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
+            env |= {"GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1]}
+        if when is not None:
+            env["GIT_AUTHOR_DATE"] = f"@{when} +0000"
+            env["GIT_COMMITTER_DATE"] = f"@{committed if committed is not None else when} +0000"
+        return env
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from gitops_incidents.models import (
     EventTrigger,
     Incident,
     SequenceTrigger,
+    default_role,
     id_problem,
 )
 from gitops_incidents.yamlio import load, load_json
@@ -327,7 +328,10 @@ def test_incident_defaults_and_normalisation() -> None:
     )
     assert parsed.status == "active"
     assert parsed.start_time == datetime(2026, 11, 27, 9, 12, tzinfo=UTC)  # no zone: UTC
-    assert [r.resolved_role for r in parsed.related_resources] == ["work-pool", "cause"]
+    assert [(r.role or default_role(r.id)) for r in parsed.related_resources] == [
+        "work-pool",
+        "cause",
+    ]
 
 
 def test_configured_scale_replaces_the_default() -> None:

@@ -374,3 +374,15 @@ def test_schema_paths_in_examples_exist() -> None:
         first = path.read_text(encoding="utf-8").splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema=")
         assert (path.parent / first.split("=", 1)[1]).resolve().is_file()
+
+
+def test_a_renamed_incident_is_a_warning(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.write("incidents/old-name.yaml", GOOD_INCIDENT)
+    repo.commit("declare")
+    repo.git("mv", "incidents/old-name.yaml", "incidents/new-name.yaml")
+    status, _, err = run(capsys, "--repo", str(repo.path), "validate")
+    assert status == 0  # a warning is not a failure
+    assert err.splitlines()[0] == (
+        "incidents/new-name.yaml:1:1: warning: renamed from incidents/old-name.yaml: an incident's "
+        "id is its file name, so this deletes incident 'old-name' and declares 'new-name'"
+    )

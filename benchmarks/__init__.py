@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic histories they (and the tests) run on."""

@@ -1,0 +1,172 @@
+"""The history cache under the repository's git directory (one SQLite file).
+
+- parsed: each file version's validation result, keyed by blob id (and what
+  else validation depends on); content-addressed, so never invalidated.
+- steps: each commit's events and findings, keyed by commit id (which names
+  the whole history before it), so a walk over known history only replays.
+- states: incident states, content-addressed.
+- checkpoints: where a walk ended (a commit) and the state there, so the next
+  walk starts from it and costs what the new commits changed.
+
+Values are marshal-encoded (plain containers only; several times faster to
+read than JSON, and a cache is local to one machine and Python). Keys carry a
+fingerprint of the code that produced the values, so an upgrade never reads a
+stale entry. SQLite's locking lets several processes share the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import queue
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import events, models, validation, yamlio
+
+KEEP_CHECKPOINTS = 16
+
+
+def _fingerprint() -> str:
+    # marshal's format may change between Python versions: they count as code too.
+    digest = hashlib.sha256(sys.version.encode())
+    for module in (models, yamlio, validation, events):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+FINGERPRINT = _fingerprint()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    # A cache: losing the last writes to a power cut costs a re-parse, not data.
+    db.execute("PRAGMA synchronous=OFF")
+    return db
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = _connect(path)
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS parsed (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS checkpoints (
+                key TEXT PRIMARY KEY, created INTEGER, value BLOB
+            ) WITHOUT ROWID;
+            """
+        )
+
+        # Bulk writes go through a thread of their own: SQLite works without the GIL,
+        # so a walk goes on parsing while its results are written.
+        self._writes: queue.Queue[dict[str, list[tuple[str, bytes]]] | None] = queue.Queue(8)
+        self._writer = threading.Thread(target=self._write, args=(path,), daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        self._writes.put(None)
+        self._writer.join()
+        self._db.close()
+
+    def _write(self, path: Path) -> None:
+        db = _connect(path)
+        try:
+            while (tables := self._writes.get()) is not None:
+                try:
+                    with _Transaction(db):
+                        for table, rows in tables.items():
+                            db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?, ?)", rows)
+                except sqlite3.Error:
+                    pass  # a cache: what is not written is derived again next time
+        finally:
+            db.close()
+
+    # -- parsed file versions
+
+    def _select(self, table: str, keys: list[str]) -> list[tuple[str, bytes]]:
+        rows: list[tuple[str, bytes]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, value FROM {table} WHERE key IN ({marks})"
+            rows += self._db.execute(query, chunk).fetchall()
+        return rows
+
+    def _get(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Values made by this code (its fingerprint) among `keys`."""
+        prefix = len(FINGERPRINT) + 1
+        wanted = [f"{FINGERPRINT}/{key}" for key in keys]
+        loads = marshal.loads
+        return {key[prefix:]: loads(value) for key, value in self._select(table, wanted)}
+
+    def store(self, **tables: Iterable[tuple[str, Any]]) -> None:
+        """Add (key, value) items to the `parsed` and `steps` tables, in one transaction,
+        written in the background (`close` waits for it)."""
+        rows = {
+            table: [(f"{FINGERPRINT}/{key}", marshal.dumps(value)) for key, value in items]
+            for table, items in tables.items()
+            if table in ("parsed", "steps")
+        }
+        if any(rows.values()):
+            self._writes.put(rows)
+
+    def parsed(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._get("parsed", keys)
+
+    # -- what each commit gave: a commit id names its whole history, so never stale
+
+    def commit_steps(self, commits: Iterable[str]) -> dict[str, Any]:
+        return self._get("steps", commits)
+
+    # -- incident states and checkpoints
+
+    def states(self, keys: Iterable[str]) -> dict[str, Any]:
+        return {key: marshal.loads(value) for key, value in self._select("states", list(keys))}
+
+    def checkpoint(self, commit: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT value FROM checkpoints WHERE key = ?", (f"{FINGERPRINT}/{commit}",)
+        ).fetchone()
+        return marshal.loads(row[0]) if row else None
+
+    def store_checkpoint(self, commit: str, header: dict[str, Any], states: dict[str, Any]) -> None:
+        """Save the walk's end; `states` are only the incident states not saved before."""
+        rows = [(key, marshal.dumps(value)) for key, value in states.items()]
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO states VALUES (?, ?)", rows)
+            self._db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, strftime('%s','now'), ?)",
+                (f"{FINGERPRINT}/{commit}", marshal.dumps(header)),
+            )
+            self._db.execute(
+                "DELETE FROM checkpoints WHERE key NOT IN "
+                "(SELECT key FROM checkpoints ORDER BY created DESC, key LIMIT ?)",
+                (KEEP_CHECKPOINTS,),
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+def state_key(state: dict[str, Any]) -> str:
+    """The content address of an incident state."""
+    return hashlib.sha256(marshal.dumps(state)).hexdigest()[:32]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,59 @@
+"""`events [--since REV] [--until REV] [--incident ID]`: the derived event stream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from gitops_incidents import gitcmd
+from gitops_incidents.commands import UsageError
+from gitops_incidents.history import History
+from gitops_incidents.progress import Progress
+from gitops_incidents.validation import load_config
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="print the events derived from history, one JSON object a line",
+        description="Events of the main line, oldest first, one Prefect event (JSON) a line "
+        "on stdout. Invalid file versions emit nothing and are reported on stderr.",
+    )
+    parser.add_argument("--since", metavar="REV", help="only the commits after REV")
+    parser.add_argument(
+        "--until", metavar="REV", help="the last commit (default: the configured branch, or HEAD)"
+    )
+    parser.add_argument("--incident", metavar="ID", help="only this incident's events")
+
+
+def default_until(args: argparse.Namespace) -> str:
+    """The configured branch if it exists here, else HEAD (a CI checkout may have no branch)."""
+    branch = load_config(args.repo)[0].branch
+    try:
+        gitcmd.resolve(args.repo, f"refs/heads/{branch}")
+    except gitcmd.GitError:
+        return "HEAD"
+    return f"refs/heads/{branch}"
+
+
+def run(args: argparse.Namespace) -> int:
+    until = args.until or default_until(args)
+    write = sys.stdout.write
+    try:
+        with History(args.repo) as history, Progress("reading history") as progress:
+            suffix = f".incident.{args.incident}" if args.incident else None
+            for step in history.walk(until, since=args.since):
+                progress.advance()
+                for finding in step.findings:
+                    progress.note(f"warning: {step.commit.sha[:12]}: {finding}")
+                for event in step.events:
+                    if suffix and not event["resource"]["prefect.resource.id"].endswith(suffix):
+                        continue
+                    write(json.dumps(event, ensure_ascii=False))
+                    write("\n")
+    except gitcmd.GitError as exc:
+        raise UsageError(str(exc)) from None
+    return 0

@@ -1,0 +1,248 @@
+"""The git processes history is read through: one `git log -z --raw` stream for
+the main line and one long-lived `git cat-file --batch` for file contents.
+
+A process per commit, or GitPython's diff API, is 50-100x slower on long
+histories; these two processes are all a walk starts, whatever its length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import subprocess
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+# Unit separator between header fields; names, emails and dates never hold it.
+_SEP = "\x1f"
+_HEADER = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%ct"])
+_ZERO = "0" * 40
+
+
+class GitError(Exception):
+    """git failed, or the repository cannot be read as asked."""
+
+
+def run(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise GitError(result.stderr.strip() or f"git {' '.join(args)} failed")
+    return result.stdout
+
+
+def resolve(root: Path, rev: str) -> str:
+    """The commit id `rev` names; GitError if it names none."""
+    try:
+        return run(
+            root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"
+        ).strip()
+    except GitError:
+        raise GitError(f"{rev!r} is not a commit in this repository") from None
+
+
+def git_dir(root: Path) -> Path:
+    """The repository's common git directory (shared by its worktrees)."""
+    return (root / run(root, "rev-parse", "--git-common-dir").strip()).resolve()
+
+
+def check_not_shallow(root: Path) -> None:
+    if run(root, "rev-parse", "--is-shallow-repository").strip() == "true":
+        raise GitError(
+            "this is a shallow clone, so its history is incomplete: fetch the whole history "
+            "(git fetch --unshallow; in GitHub Actions, actions/checkout with fetch-depth: 0)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One file changed by a commit against its first parent."""
+
+    status: str  # A, M, D, T
+    path: str
+    old_blob: str | None
+    new_blob: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    sha: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    authored: str  # ISO 8601 with the author's offset, as git has it
+    committer_name: str
+    committer_email: str
+    committed: str
+    committed_epoch: int
+    changes: tuple[Change, ...]
+
+
+def log(root: Path, revisions: Sequence[str], paths: Sequence[str]) -> Iterator[Commit]:
+    """Every first-parent commit of `revisions`, oldest first, with its changes under `paths`.
+
+    `--sparse --full-history` keep commits that change none of `paths` (their
+    times still count along the main line); merges are diffed against their
+    first parent; renames are a deletion and an addition.
+    """
+    args = [
+        "git", "-C", str(root), "log", "-z", "--reverse", "--first-parent", "--sparse",
+        "--full-history", "--diff-merges=first-parent", "--raw", "--no-renames", "--no-abbrev",
+        f"--format={_HEADER}", *revisions, "--", *paths,
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    chunks = _drain(process.stdout)
+    complete = False
+    try:
+        yield from _parse_log(_tokens(chunks))
+        complete = True
+    finally:
+        if not complete and process.poll() is None:
+            process.terminate()  # the consumer stopped early: so does git
+        chunks.close()
+        process.stdout.close()
+        stderr = process.stderr.read().decode(errors="replace")
+        process.stderr.close()
+        if process.wait() != 0 and complete:
+            raise GitError(stderr.strip() or "git log failed")
+
+
+def _drain(stream: IO[bytes], size: int = 1 << 16, ahead: int = 8) -> Generator[bytes]:
+    buffered = cast(io.BufferedReader, stream)  # what Popen gives, with read1
+    """The stream's bytes, read ahead by a thread: git does not wait on a full pipe
+    while the caller works, so the two run side by side. At most `ahead` chunks
+    wait, so memory does not grow with the length of history."""
+    chunks: queue.Queue[bytes] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(chunk: bytes) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                chunks.put(chunk, timeout=0.05)
+                return
+
+    def read() -> None:
+        try:
+            while chunk := buffered.read1(size):
+                put(chunk)
+        finally:
+            put(b"")  # the end, also after an error
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while chunk := chunks.get():
+            yield chunk
+    finally:
+        # A consumer that stops early must not leave the thread blocked on a full queue;
+        # the caller ends git first, so the thread's read returns.
+        stop.set()
+        reader.join()
+
+
+def _tokens(chunks: Iterator[bytes]) -> Iterator[list[str]]:
+    """The NUL-terminated tokens of a byte stream, decoded, a list per chunk read."""
+    pending = b""
+    for chunk in chunks:
+        parts = (pending + chunk).split(b"\0")
+        pending = parts.pop()
+        yield [part.decode("utf-8", errors="surrogateescape") for part in parts]
+    if pending:
+        yield [pending.decode("utf-8", errors="surrogateescape")]
+
+
+def _parse_log(token_lists: Iterator[list[str]]) -> Iterator[Commit]:
+    header: list[str] | None = None
+    changes: list[Change] = []
+    path_next: list[str] | None = None  # a raw entry whose path is in the next token
+    for tokens in token_lists:
+        for token in tokens:
+            if path_next is not None:
+                _, _, old, new, status = path_next
+                changes.append(
+                    Change(
+                        status[0],
+                        token,
+                        None if old == _ZERO else old,
+                        None if new == _ZERO else new,
+                    )
+                )
+                path_next = None
+                continue
+            meta = token.lstrip("\n")
+            if meta[:1] == ":" and header is not None:
+                # ":<old mode> <new mode> <old blob> <new blob> <status>", then the path
+                path_next = meta[1:].split(" ")
+                continue
+            if header is not None:
+                yield _commit(header, changes)
+            header, changes = meta.split(_SEP), []
+    if header is not None:
+        yield _commit(header, changes)
+
+
+def _commit(fields: list[str], changes: list[Change]) -> Commit:
+    sha, parents, an, ae, ad, cn, ce, cd, ct = fields
+    return Commit(sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, int(ct), tuple(changes))
+
+
+class Blobs:
+    """A long-lived `git cat-file --batch`: file contents by blob id.
+
+    `read_many` writes the requests from a thread while it reads the answers,
+    so neither side of the pipe waits on the other however many are asked.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._process = subprocess.Popen(
+            ["git", "-C", str(root), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def read_many(self, blobs: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        stdin, stdout = process.stdin, process.stdout
+
+        def write() -> None:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                stdin.write("".join(f"{blob}\n" for blob in blobs).encode())
+                stdin.flush()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        done = 0
+        try:
+            for blob in blobs:
+                header = stdout.readline().split()
+                if len(header) != 3:
+                    raise GitError(f"cannot read blob {blob}: {b' '.join(header).decode()}")
+                content = stdout.read(int(header[2]) + 1)[:-1]  # drop the trailing newline
+                done += 1
+                yield blob, content
+        finally:
+            if done < len(blobs):
+                # Abandoned midway: answers would stay in the pipe, and the writer could
+                # wait on a full one. End cat-file; this reader is spent.
+                process.kill()
+            writer.join()
+
+    def close(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        if self._process.stdout:
+            self._process.stdout.close()
+        self._process.wait()
+
+    def __enter__(self) -> Blobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

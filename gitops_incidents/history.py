@@ -1,0 +1,401 @@
+"""Walking the main line of a tracker repository: commits in, events and
+incident states out (SPEC 4). Every other part (the trigger engine, the site,
+reports) reads history through `History`, never on its own.
+
+One `git log` stream and one `git cat-file --batch` process serve a whole
+walk. Each file version is parsed once ever (the parse cache), and a walk
+that starts where an earlier one ended (a checkpoint) costs what the new
+commits changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import gitcmd, tracker
+from gitops_incidents.cache import Cache, state_key
+from gitops_incidents.events import CommitContext, Event, IncidentState, derive, resource_links
+from gitops_incidents.models import Config, Context, Incident, id_problem
+from gitops_incidents.tracker import Kind
+from gitops_incidents.validation import Finding, parse_file
+
+# Commits read from the log stream before their blobs are fetched and parsed together.
+CHUNK = 256
+TRACKED = (f"{tracker.INCIDENTS}/", tracker.CONFIG_FILE)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One main-line commit and what it did to the incidents."""
+
+    commit: gitcmd.Commit
+    occurred: str
+    events: list[Event]
+    findings: list[Finding]  # invalid versions, which emit nothing
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentHistory:
+    """One incident as the main line left it, and every event it went through."""
+
+    state: IncidentState
+    events: list[Event]
+
+
+def incident_histories(root: Path, until: str = "HEAD") -> list[IncidentHistory]:
+    """Every incident ever declared, with its events, in the order they were first
+    declared (#1, #2, ...): what pages and reports are built from, in one walk."""
+    with History(root) as history:
+        events: dict[str, list[Event]] = {}
+        for step in history.walk(until):
+            for event in step.events:
+                incident_id = event["resource"]["prefect.resource.id"].split(".incident.", 1)[1]
+                events.setdefault(incident_id, []).append(event)
+        states = sorted(history.states().values(), key=lambda state: state.number)
+    return [IncidentHistory(state, events.get(state.id, [])) for state in states]
+
+
+def utc(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class _State:
+    """Where a walk stands: everything the next commit is compared with."""
+
+    def __init__(self, cache: Cache, header: dict[str, Any] | None = None) -> None:
+        header = header or {}
+        self.cache = cache
+        self.tip: str | None = header.get("tip")
+        self.epoch: int = header.get("epoch", 0)
+        self.next_number: int = header.get("next_number", 1)
+        self.config_blob: str | None = header.get("config_blob")
+        self.config = Config.model_validate(header.get("config") or {})
+        self.keys: dict[str, str] = header.get("incidents", {})  # id -> state key, not yet loaded
+        self.incidents: dict[str, IncidentState] = {}
+
+    def incident(self, incident_id: str) -> IncidentState | None:
+        if incident_id not in self.incidents and incident_id in self.keys:
+            key = self.keys.pop(incident_id)
+            self.incidents[incident_id] = IncidentState.from_json(self.cache.states([key])[key])
+        return self.incidents.get(incident_id)
+
+    def load_all(self) -> dict[str, IncidentState]:
+        if self.keys:
+            stored = self.cache.states(self.keys.values())
+            for incident_id, key in self.keys.items():
+                self.incidents[incident_id] = IncidentState.from_json(stored[key])
+            self.keys = {}
+        return self.incidents
+
+    def save(self) -> None:
+        if self.tip is None:
+            return
+        states = {incident_id: s.to_json() for incident_id, s in self.incidents.items()}
+        keys = {incident_id: state_key(s) for incident_id, s in states.items()}
+        header = {
+            "tip": self.tip,
+            "epoch": self.epoch,
+            "next_number": self.next_number,
+            "config_blob": self.config_blob,
+            "config": self.config.model_dump(mode="json", exclude_defaults=True),
+            "incidents": {**self.keys, **keys},
+        }
+        self.cache.store_checkpoint(self.tip, header, {keys[i]: states[i] for i in states})
+
+
+class History:
+    """A repository's main line, read once per walk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        gitcmd.check_not_shallow(root)
+        self.cache = Cache(gitcmd.git_dir(root) / "gitops-incidents" / "cache.sqlite3")
+        self._state: _State | None = _State(self.cache)
+        self._tip: str | None = None
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def walk(self, until: str, since: str | None = None) -> Iterator[Step]:
+        """The steps of the main line of `until`, oldest first; with `since`, only
+        those after it. Incident states are then as of `until` (`states()`)."""
+        tip = self._tip = gitcmd.resolve(self.root, until)
+        start = gitcmd.resolve(self.root, since) if since else None
+        header = self.cache.checkpoint(start) if start else None
+        if header is not None:
+            # Resume where an earlier walk ended: only the new commits are read.
+            self._state = _State(self.cache, header)
+            try:
+                yield from self._steps(f"{start}..{tip}", after=start, replay=False)
+                self._state.save()
+                return
+            except _NotOnMainLine:
+                pass  # raised before any step: walk from the start instead
+        emitting, last = start is None, None
+        try:
+            for step in self._steps(tip, after=None, replay=True):
+                if emitting:
+                    yield step
+                emitting, last = emitting or step.commit.sha == start, step.commit.sha
+        except _StateLost:
+            # Replayed events reached a commit whose state is gone: derive it all again,
+            # yielding only what was not yielded yet.
+            skipping = last is not None
+            for step in self._steps(tip, after=None, replay=False):
+                if emitting and not skipping:
+                    yield step
+                emitting = emitting or step.commit.sha == start
+                skipping = skipping and step.commit.sha != last
+        if not emitting:
+            raise gitcmd.GitError(f"{since} is not on the main line of {until}")
+        if self._state is not None:
+            self._state.save()
+
+    def states(self) -> dict[str, IncidentState]:
+        """Every incident as of the end of the last walk, deleted ones included."""
+        if self._state is None:
+            # The walk replayed cached events only: the state is its tip's checkpoint,
+            # or, if that was dropped, what deriving the history again gives.
+            header = self.cache.checkpoint(self._tip or "")
+            if header is not None:
+                self._state = _State(self.cache, header)
+            else:
+                for _ in self._steps(self._tip or "HEAD", after=None, replay=False):
+                    pass
+                assert self._state is not None
+                self._state.save()
+        assert self._state is not None
+        return self._state.load_all()
+
+    def _steps(self, revisions: str, after: str | None, replay: bool) -> Iterator[Step]:
+        """Steps from the log; with `replay`, from the events cache as long as it has
+        them, then derived from the checkpoint where the cached steps end."""
+        commits = gitcmd.log(self.root, [revisions], TRACKED)
+        if not replay:
+            self._state = self._state if after is not None else _State(self.cache)
+        with gitcmd.Blobs(self.root) as blobs:
+            for batch in _batches(commits):
+                if after is not None and batch[0].parents[:1] != (after,):
+                    # `after` is not on this main line: its checkpoint does not apply.
+                    raise _NotOnMainLine
+                after = batch[-1].sha
+                if replay:
+                    cached = self.cache.commit_steps(c.sha for c in batch)
+                    known = next(
+                        (i for i, c in enumerate(batch) if c.sha not in cached), len(batch)
+                    )
+                    replayed = batch[:known]
+                    for commit in replayed:
+                        occurred, events, findings = cached[commit.sha]
+                        yield Step(commit, occurred, events, [Finding(*f) for f in findings])
+                    if len(replayed) == len(batch):
+                        self._state = None  # known only through a checkpoint, if asked
+                        continue
+                    replay = False
+                    self._state = self._resume(replayed[-1].sha if replayed else None)
+                    batch = batch[len(replayed) :]
+                yield from self._process(batch, blobs)
+
+    def _resume(self, parent: str | None) -> _State:
+        if parent is None:
+            return _State(self.cache)
+        header = self.cache.checkpoint(parent)
+        if header is None:
+            raise _StateLost
+        return _State(self.cache, header)
+
+    def _process(self, batch: list[gitcmd.Commit], blobs: gitcmd.Blobs) -> Iterator[Step]:
+        # Loading a batch makes many small containers that all live on; the cyclic
+        # garbage collector would rescan them over and over (a third of a warm walk).
+        gc.disable()
+        try:
+            parsed, fresh = self._parse_all(batch, blobs)
+        finally:
+            gc.enable()
+        state = self._state
+        assert state is not None
+        steps: list[Step] = []
+        for commit in batch:
+            state.epoch = max(state.epoch, commit.committed_epoch)
+            occurred = utc(state.epoch)
+            events: list[Event] = []
+            findings: list[Finding] = []
+            context = CommitContext(
+                commit.sha, occurred, commit.authored, commit.committed, commit.author_name,
+                commit.author_email, state.config.namespace,
+            )  # fmt: skip
+            actors = self._merge_actors(commit) if len(commit.parents) > 1 else {}
+            for change in commit.changes:
+                path = change.path
+                kind = tracker.classify(path)
+                if kind is Kind.CONFIG:
+                    self._config_change(change, parsed.get(id(change)), findings)
+                    context = replace(context, namespace=state.config.namespace)
+                    continue
+                if kind is not Kind.INCIDENT:
+                    continue
+                problem = _incident_name_problem(path)
+                if problem:
+                    if change.new_blob:
+                        findings.append(Finding(path, 1, 1, problem))
+                    continue
+                document, links = None, None
+                if change.new_blob:
+                    result = parsed[id(change)]
+                    if "findings" in result:
+                        findings.extend(Finding(path, *f) for f in result["findings"])
+                        continue
+                    document, links = result["document"], result["links"]
+                incident_id = tracker.file_id(path)
+                previous = state.incident(incident_id)
+                actor = actors.get(path)
+                new_events, new_state = derive(
+                    previous,
+                    document,
+                    path,
+                    replace(context, actor_name=actor[0], actor_email=actor[1])
+                    if actor
+                    else context,
+                    incident_id,
+                    state.next_number,
+                    links,
+                )
+                if new_state is not None:
+                    if previous is None:
+                        state.next_number += 1
+                    state.incidents[incident_id] = new_state
+                events.extend(new_events)
+            state.tip = commit.sha
+            steps.append(Step(commit, occurred, events, findings))
+        # Cached before they are handed out: what a consumer does to them stays its own.
+        self.cache.store(
+            parsed=fresh,
+            steps=[
+                (s.commit.sha, (s.occurred, s.events, [astuple(f) for f in s.findings]))
+                for s in steps
+            ],
+        )
+        yield from steps
+
+    def _config_change(
+        self, change: gitcmd.Change, result: dict[str, Any] | None, findings: list[Finding]
+    ) -> None:
+        state = self._state
+        assert state is not None
+        state.config_blob = change.new_blob
+        # An invalid configuration is reported, and the defaults apply until it is fixed.
+        result = result or {}
+        findings.extend(Finding(change.path, *f) for f in result.get("findings", []))
+        state.config = Config.model_validate(result.get("document") or {})
+
+    def _parse_all(
+        self, batch: list[gitcmd.Commit], blobs: gitcmd.Blobs
+    ) -> tuple[dict[int, dict[str, Any]], list[tuple[str, Any]]]:
+        """Validation results for every file version the batch adds, by id(change):
+        from the cache, or parsed now (and returned too, to be cached)."""
+        state = self._state
+        assert state is not None
+        wanted: dict[int, tuple[str, gitcmd.Change, Kind, str | None]] = {}
+        config_blob = state.config_blob
+        for commit in batch:
+            for change in commit.changes:
+                kind = tracker.classify(change.path)
+                if change.new_blob is None or kind not in (Kind.CONFIG, Kind.INCIDENT):
+                    continue
+                if kind is Kind.CONFIG:
+                    config_blob = change.new_blob
+                # Validation depends on the bytes, the file's id and the configuration.
+                depends = "-" if kind is Kind.CONFIG else (config_blob or "-")
+                key = f"{change.new_blob}/{kind.value}/{tracker.file_id(change.path)}/{depends}"
+                wanted[id(change)] = (key, change, kind, config_blob)
+        cached = self.cache.parsed(key for key, *_ in wanted.values())
+        results = {ident: cached[item[0]] for ident, item in wanted.items() if item[0] in cached}
+        missing = [ident for ident in wanted if ident not in results]
+        # Configurations first: the incidents' validation depends on them.
+        missing.sort(key=lambda ident: wanted[ident][2] is not Kind.CONFIG)
+        contents = blobs.read_many([wanted[ident][1].new_blob or "" for ident in missing])
+        configs: dict[str | None, Config] = {None: Config()}
+        configs[state.config_blob] = state.config
+        config_results = {
+            item[1].new_blob: results.get(ident)
+            for ident, item in wanted.items()
+            if item[2] is Kind.CONFIG
+        }
+        for ident, (_, data) in zip(missing, contents, strict=True):
+            _, change, kind, config_blob = wanted[ident]
+            if kind is Kind.CONFIG:
+                result = _parse(change.path, data, Config, Context())
+                config_results[change.new_blob] = result
+            else:
+                if config_blob not in configs:
+                    document = (config_results.get(config_blob) or {}).get("document")
+                    configs[config_blob] = Config.model_validate(document or {})
+                context = Context(configs[config_blob], tracker.file_id(change.path))
+                result = _parse(change.path, data, Incident, context)
+            results[ident] = result
+        return results, [(wanted[ident][0], results[ident]) for ident in missing]
+
+    def _merge_actors(self, commit: gitcmd.Commit) -> dict[str, tuple[str, str]]:
+        """Per path, the author of the last commit on the merged branch that touched it."""
+        output = gitcmd.run(
+            self.root, "log", "-z", "--format=%x00%an%x1f%ae", "--name-only",
+            f"{commit.parents[0]}..{commit.parents[1]}", "--", f"{tracker.INCIDENTS}/",
+        )  # fmt: skip
+        actors: dict[str, tuple[str, str]] = {}
+        author = (commit.author_name, commit.author_email)
+        for token in output.split("\0"):
+            token = token.strip("\n")
+            if "\x1f" in token:
+                name, email = token.split("\x1f", 1)
+                author = (name, email)
+            elif token:
+                actors.setdefault(token, author)  # newest first: the first one is the last
+        return actors
+
+
+class _NotOnMainLine(Exception):
+    pass
+
+
+class _StateLost(Exception):
+    """Cached events reach further than any checkpoint still kept."""
+
+
+def _batches(commits: Iterator[gitcmd.Commit]) -> Iterator[list[gitcmd.Commit]]:
+    batch: list[gitcmd.Commit] = []
+    for commit in commits:
+        batch.append(commit)
+        if len(batch) == CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@functools.lru_cache(maxsize=65536)
+def _incident_name_problem(path: str) -> str | None:
+    return tracker.name_problem(path, Kind.INCIDENT) or id_problem(tracker.file_id(path))
+
+
+def _parse(path: str, data: bytes, model: type[Any], context: Context) -> dict[str, Any]:
+    """A cacheable validation result: the normalized document, or the findings.
+    An incident's links are worked out here once, not at every walk."""
+    parsed, findings = parse_file(path, data, model, context)
+    if parsed is None:
+        return {"findings": [[f.line, f.column, f.message] for f in findings]}
+    document = parsed.model_dump(mode="json")
+    if model is Incident:
+        return {"document": document, "links": resource_links(document)}
+    return {"document": document}
