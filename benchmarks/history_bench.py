@@ -4,10 +4,11 @@ Prints, for a synthetic history of 5,000 commits and 500 incidents:
 
 - cold: a walk with an empty cache / (git log --raw over incidents/ + cat-file --batch of
   the changed blobs + PyYAML's C loader over them);          target <= 1.25
-- warm: a walk over known history (parse and events cached) / git log --raw; target <= 1.5
+- warm: a walk over history read before (parsed versions and each commit's events
+  cached) / git log --raw;                                    target <= 1.5
 - incremental: one new commit after a checkpoint, on 5,000 vs 600 commits; target <= 1.10
 - memory: peak traced memory of a walk that derives every event, for 4x the history
-  (same incidents) and for 4x the incidents (same history); it should follow the incidents
+  (same incidents, same file sizes) and for 4x the incidents; it should follow the incidents
 
 Measurements alternate between the walk and its floor and report medians, because
 these machines are noisy. Usage: python -m benchmarks.history_bench [--quick]
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.synthetic import generate
+from benchmarks.synthetic import append_severity_changes, generate
 from gitops_incidents import gitcmd
 from gitops_incidents.history import History
 
@@ -172,7 +173,7 @@ def main() -> None:
             f"cold:  walk {walk_s:.3f} s, floor {floor_s:.3f} s, ratio {ratio:.2f} (target <= 1.25)"
         )
 
-        walk(root)
+        walk(root)  # the second read of this history: it caches each commit's steps
         walk_s, log_s, ratio = alternate(
             runs, lambda: timed(lambda: walk(root)), lambda: timed(lambda: git_log(root))
         )
@@ -189,18 +190,20 @@ def main() -> None:
         )
 
         print("peak memory of a walk deriving every event (parse cache filled):")
-        peaks: dict[tuple[int, int], int] = {(500, 5000): peak_memory(root)}
-        for incidents, commits in ((500, 10000), (500, 20000), (250, 5000), (1000, 5000)):
-            path = generate(
-                base / f"m{incidents}-{commits}", incidents=incidents, commits=commits, seed=1
-            )
-            peaks[incidents, commits] = peak_memory(path)
-        for (incidents, commits), peak in sorted(peaks.items()):
-            print(f"  {incidents:>5,} incidents, {commits:>6,} commits: {peak / 1e6:5.1f} MB")
+        base_peak = peak_memory(root)
+        longer = peak_memory(append_severity_changes(root, 15000))
+        print(f"  500 incidents,  5,000 commits: {base_peak / 1e6:5.1f} MB")
         print(
-            "  4x the history (20,000 / 5,000 commits): "
-            f"{peaks[500, 20000] / peaks[500, 5000]:.2f}x; "
-            f"4x the incidents (1,000 / 250): {peaks[1000, 5000] / peaks[250, 5000]:.2f}x"
+            f"  the same, 15,000 commits more (severity changes: files keep their size): "
+            f"{longer / 1e6:5.1f} MB; 4x the history: {longer / base_peak:.2f}x"
+        )
+        few, many = (
+            peak_memory(generate(base / f"m{n}", incidents=n, commits=5000, seed=1))
+            for n in (250, 1000)
+        )
+        print(
+            f"  250 / 1,000 incidents, 5,000 commits: {few / 1e6:.1f} / {many / 1e6:.1f} MB; "
+            f"4x the incidents: {many / few:.2f}x"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,51 @@ def generate(path: Path, *, incidents: int, commits: int, seed: int = 0) -> Path
                 b"M 100644 inline incidents/%s.yaml\ndata %d\n%s\n"
                 % (item.id.encode(), len(body), body)
             )
+    subprocess.run(
+        ["git", "fast-import", "--quiet", "--date-format=raw"],
+        cwd=path,
+        input=b"".join(stream),
+        check=True,
+    )
+    subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=path, check=True)
+    return path
+
+
+def append_severity_changes(path: Path, commits: int) -> Path:
+    """Add `commits` commits to the main line, each moving one incident's severity one
+    step: a longer history whose incident files keep their size."""
+    files = sorted((path / "incidents").iterdir())
+    texts = {f.name: f.read_text() for f in files}
+    when = int(
+        subprocess.run(
+            ["git", "log", "-1", "--format=%ct"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    stream: list[bytes] = []
+    for number in range(commits):
+        name = files[number % len(files)].name
+        texts[name] = re.sub(
+            r"^severity: SEV-(\d)$",
+            lambda m: f"severity: SEV-{int(m.group(1)) % 5 + 1}",
+            texts[name],
+            count=1,
+            flags=re.MULTILINE,
+        )
+        body, message = texts[name].encode(), f"change severity of {name}".encode()
+        when += 60
+        stream.append(b"commit refs/heads/main\n")
+        stream.append(f"author Bench <bench@example.invalid> {when} +0000\n".encode())
+        stream.append(f"committer Bench <bench@example.invalid> {when} +0000\n".encode())
+        stream.append(b"data %d\n%s\n" % (len(message), message))
+        if number == 0:
+            stream.append(b"from refs/heads/main^0\n")
+        stream.append(
+            b"M 100644 inline incidents/%s\ndata %d\n%s\n" % (name.encode(), len(body), body)
+        )
     subprocess.run(
         ["git", "fast-import", "--quiet", "--date-format=raw"],
         cwd=path,

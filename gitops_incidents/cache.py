@@ -21,6 +21,7 @@ import marshal
 import queue
 import sqlite3
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,24 +51,47 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS parsed (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        key TEXT PRIMARY KEY, created INTEGER, value BLOB
+    ) WITHOUT ROWID;
+"""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = _connect(path)
+    db.executescript(_SCHEMA)
+    return db
+
+
 class Cache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = _connect(path)
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS parsed (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS checkpoints (
-                key TEXT PRIMARY KEY, created INTEGER, value BLOB
-            ) WITHOUT ROWID;
-            """
-        )
+        try:
+            self._db = _open(path)
+        except sqlite3.DatabaseError:
+            # Not a database (a crash mid-write, a stray file): a cache is rebuilt.
+            for leftover in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+            self._db = _open(path)
+        except OSError:
+            # A read-only .git: cache in a temporary folder for this run only.
+            path = Path(tempfile.mkdtemp(prefix="gitops-incidents-")) / path.name
+            self._db = _open(path)
+
+        # Whether this code has cached nothing here yet, checked once: a first walk then
+        # skips the lookups (at worst it parses a version twice).
+        first = self._db.execute(
+            "SELECT key FROM parsed WHERE key > ? ORDER BY key LIMIT 1", (f"{FINGERPRINT}/",)
+        ).fetchone()
+        self._empty = first is None or not first[0].startswith(f"{FINGERPRINT}/")
 
         # Bulk writes go through a thread of their own: SQLite works without the GIL,
         # so a walk goes on parsing while its results are written.
-        self._writes: queue.Queue[dict[str, list[tuple[str, bytes]]] | None] = queue.Queue(8)
+        self._writes: queue.Queue[dict[str, list[tuple[str, bytes]]] | None] = queue.Queue(2)
         self._writer = threading.Thread(target=self._write, args=(path,), daemon=True)
         self._writer.start()
 
@@ -119,6 +143,8 @@ class Cache:
             self._writes.put(rows)
 
     def parsed(self, keys: Iterable[str]) -> dict[str, Any]:
+        if self._empty:
+            return {}  # a first walk: nothing to look up
         return self._get("parsed", keys)
 
     # -- what each commit gave: a commit id names its whole history, so never stale

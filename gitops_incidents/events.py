@@ -91,14 +91,17 @@ class IncidentState:
 
     @property
     def comments(self) -> list[dict[str, Any]]:
+        """The comments with authors and times filled in; none once deleted."""
+        if not self.document:
+            return []
         return [self.comment(index) for index in range(len(self.comment_defaults))]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies the document, which costs.
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IncidentState:
+    def from_dict(cls, data: dict[str, Any]) -> IncidentState:
         data = dict(data)
         data["comment_defaults"] = [tuple(d) for d in data["comment_defaults"]]
         return cls(**data)

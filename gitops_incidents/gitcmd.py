@@ -114,10 +114,10 @@ def log(root: Path, revisions: Sequence[str], paths: Sequence[str]) -> Iterator[
 
 
 def _drain(stream: IO[bytes], size: int = 1 << 16, ahead: int = 8) -> Generator[bytes]:
-    buffered = cast(io.BufferedReader, stream)  # what Popen gives, with read1
     """The stream's bytes, read ahead by a thread: git does not wait on a full pipe
     while the caller works, so the two run side by side. At most `ahead` chunks
     wait, so memory does not grow with the length of history."""
+    buffered = cast(io.BufferedReader, stream)  # what Popen gives, with read1
     chunks: queue.Queue[bytes] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
@@ -235,10 +235,10 @@ class Blobs:
             writer.join()
 
     def close(self) -> None:
-        if self._process.stdin:
-            self._process.stdin.close()
-        if self._process.stdout:
-            self._process.stdout.close()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe:
+                with contextlib.suppress(BrokenPipeError):  # cat-file was ended early
+                    pipe.close()
         self._process.wait()
 
     def __enter__(self) -> Blobs:

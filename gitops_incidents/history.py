@@ -10,6 +10,7 @@ commits changed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import time
@@ -82,21 +83,21 @@ class _State:
     def incident(self, incident_id: str) -> IncidentState | None:
         if incident_id not in self.incidents and incident_id in self.keys:
             key = self.keys.pop(incident_id)
-            self.incidents[incident_id] = IncidentState.from_json(self.cache.states([key])[key])
+            self.incidents[incident_id] = IncidentState.from_dict(self.cache.states([key])[key])
         return self.incidents.get(incident_id)
 
     def load_all(self) -> dict[str, IncidentState]:
         if self.keys:
             stored = self.cache.states(self.keys.values())
             for incident_id, key in self.keys.items():
-                self.incidents[incident_id] = IncidentState.from_json(stored[key])
+                self.incidents[incident_id] = IncidentState.from_dict(stored[key])
             self.keys = {}
         return self.incidents
 
     def save(self) -> None:
         if self.tip is None:
             return
-        states = {incident_id: s.to_json() for incident_id, s in self.incidents.items()}
+        states = {incident_id: s.to_dict() for incident_id, s in self.incidents.items()}
         keys = {incident_id: state_key(s) for incident_id, s in states.items()}
         header = {
             "tip": self.tip,
@@ -192,7 +193,8 @@ class History:
                     raise _NotOnMainLine
                 after = batch[-1].sha
                 if replay:
-                    cached = self.cache.commit_steps(c.sha for c in batch)
+                    with _garbage_collector_resting():
+                        cached = self.cache.commit_steps(c.sha for c in batch)
                     known = next(
                         (i for i, c in enumerate(batch) if c.sha not in cached), len(batch)
                     )
@@ -217,13 +219,15 @@ class History:
         return _State(self.cache, header)
 
     def _process(self, batch: list[gitcmd.Commit], blobs: gitcmd.Blobs) -> Iterator[Step]:
-        # Loading a batch makes many small containers that all live on; the cyclic
-        # garbage collector would rescan them over and over (a third of a warm walk).
-        gc.disable()
-        try:
-            parsed, fresh = self._parse_all(batch, blobs)
-        finally:
-            gc.enable()
+        # A batch makes many small containers (documents, events) that all live on: the
+        # cyclic garbage collector would rescan them over and over. They form no
+        # cycles, so it rests while a batch is worked out (and while one is replayed).
+        with _garbage_collector_resting():
+            steps = self._derive_batch(batch, blobs)
+        yield from steps
+
+    def _derive_batch(self, batch: list[gitcmd.Commit], blobs: gitcmd.Blobs) -> list[Step]:
+        parsed, fresh = self._parse_all(batch, blobs)
         state = self._state
         assert state is not None
         steps: list[Step] = []
@@ -279,15 +283,18 @@ class History:
                 events.extend(new_events)
             state.tip = commit.sha
             steps.append(Step(commit, occurred, events, findings))
-        # Cached before they are handed out: what a consumer does to them stays its own.
+        # Steps are cached the second time history is read (every file version of the
+        # batch was parsed before): a walk that happens once, as in a throwaway CI
+        # clone, does not pay for them. Cached before they are handed out: what a
+        # consumer does to them stays its own.
         self.cache.store(
             parsed=fresh,
             steps=[
                 (s.commit.sha, (s.occurred, s.events, [astuple(f) for f in s.findings]))
-                for s in steps
+                for s in ([] if fresh else steps)
             ],
         )
-        yield from steps
+        return steps
 
     def _config_change(
         self, change: gitcmd.Change, result: dict[str, Any] | None, findings: list[Finding]
@@ -363,6 +370,15 @@ class History:
             elif token:
                 actors.setdefault(token, author)  # newest first: the first one is the last
         return actors
+
+
+@contextlib.contextmanager
+def _garbage_collector_resting() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _NotOnMainLine(Exception):

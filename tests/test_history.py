@@ -116,7 +116,8 @@ def test_output_is_byte_identical_across_runs_cold_and_warm(
 ) -> None:
     lifecycle(repo)
     first = events_output(capsys, "--repo", str(repo.path))[1]
-    second = events_output(capsys, "--repo", str(repo.path))[1]  # replayed from the cache
+    second = events_output(capsys, "--repo", str(repo.path))[1]  # parse cache; steps cached
+    assert events_output(capsys, "--repo", str(repo.path))[1] == first  # replayed
     cache = Path(repo.git("rev-parse", "--git-common-dir").strip())
     assert (repo.path / cache / "gitops-incidents" / "cache.sqlite3").is_file()
     subprocess.run(["rm", "-rf", str(repo.path / cache / "gitops-incidents")], check=True)
@@ -183,37 +184,57 @@ def test_incremental_walk_equals_the_full_one(repo: Repo) -> None:
     middle = repo.git("log", "--format=%H", "--grep=resolve db").strip()
     with History(repo.path) as history:
         full = [e for step in history.walk("HEAD") for e in step.events]
-        full_states = {k: v.to_json() for k, v in history.states().items()}
+        full_states = {k: v.to_dict() for k, v in history.states().items()}
     with History(repo.path) as history:
         list(history.walk(middle))  # a checkpoint at `middle`
     with History(repo.path) as history:
         steps = list(history.walk("HEAD", since=middle))
         tail = [e for step in steps for e in step.events]
-        assert {k: v.to_json() for k, v in history.states().items()} == full_states
+        assert {k: v.to_dict() for k, v in history.states().items()} == full_states
     assert tail == full[len(full) - len(tail) :]
     assert steps[0].commit.parents[0] == middle
 
 
-def test_replay_continues_past_cached_history(repo: Repo) -> None:
+def read_twice(repo: Repo) -> None:
+    """Walk the history twice: the second walk caches each commit's steps."""
+    for _ in range(2):
+        with History(repo.path) as history:
+            list(history.walk("HEAD"))
+    with sqlite3.connect(repo.path / ".git" / "gitops-incidents" / "cache.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM steps").fetchone()[0] == int(
+            repo.git("rev-list", "--count", "--first-parent", "HEAD")
+        )
+
+
+def test_steps_are_cached_on_the_second_read(repo: Repo) -> None:
     lifecycle(repo)
     with History(repo.path) as history:
         list(history.walk("HEAD"))
+    with sqlite3.connect(repo.path / ".git" / "gitops-incidents" / "cache.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM steps").fetchone()[0] == 0
+    read_twice(repo)
+
+
+def test_replay_continues_past_cached_history(repo: Repo) -> None:
+    lifecycle(repo)
+    read_twice(repo)
     repo.write("incidents/new.yaml", "name: New\nseverity: SEV-5\n")
     repo.commit("declare new", ALICE, T0 + 3000)
     with History(repo.path) as history:
         warm = [e for step in history.walk("HEAD") for e in step.events]
-        warm_states = {k: v.to_json() for k, v in history.states().items()}
+        warm_states = {k: v.to_dict() for k, v in history.states().items()}
     cache = repo.path / ".git" / "gitops-incidents"
     subprocess.run(["rm", "-rf", str(cache)], check=True)
     with History(repo.path) as history:
         cold = [e for step in history.walk("HEAD") for e in step.events]
-        assert {k: v.to_json() for k, v in history.states().items()} == warm_states
+        assert {k: v.to_dict() for k, v in history.states().items()} == warm_states
     assert warm == cold
     assert cold[-1]["event"] == "prefect-cloud.incident.declared"
 
 
 def test_replay_after_its_checkpoint_was_dropped(repo: Repo) -> None:
     lifecycle(repo)
+    read_twice(repo)
     with History(repo.path) as history:
         expected = [e for step in history.walk("HEAD") for e in step.events]
         assert history.states()["db"].number == 1
@@ -231,12 +252,13 @@ def test_replay_after_its_checkpoint_was_dropped(repo: Repo) -> None:
 
 def test_states_after_a_replayed_walk(repo: Repo) -> None:
     lifecycle(repo)
+    read_twice(repo)
     with History(repo.path) as history:
         list(history.walk("HEAD"))
-        first = {k: v.to_json() for k, v in history.states().items()}
+        first = {k: v.to_dict() for k, v in history.states().items()}
     with History(repo.path) as history:
         list(history.walk("HEAD"))  # replayed: the states come from the checkpoint
-        assert {k: v.to_json() for k, v in history.states().items()} == first
+        assert {k: v.to_dict() for k, v in history.states().items()} == first
     assert first["db"]["document"]["status"] == "active"
     assert first["dns"]["document"] is None  # deleted, remembered
 
@@ -291,6 +313,7 @@ def test_incident_histories(repo: Repo) -> None:
         ".comment.removed"
     )
     assert histories[1].state.document is None  # deleted: its history stays
+    assert histories[1].state.comments == []
 
 
 def test_stopping_early_leaves_no_thread_or_process(repo: Repo) -> None:
@@ -330,3 +353,14 @@ def test_synthetic_histories_are_reproducible(tmp_path: Path) -> None:
     assert len(steps) == 30
     assert all(1 <= len(step.commit.changes) <= 3 for step in steps)
     assert not [finding for step in steps for finding in step.findings]
+
+
+def test_a_damaged_cache_is_rebuilt(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    lifecycle(repo)
+    expected = events_output(capsys, "--repo", str(repo.path))[1]
+    cache = repo.path / ".git" / "gitops-incidents" / "cache.sqlite3"
+    cache.write_bytes(b"this is not a database" * 100)
+    (cache.parent / "cache.sqlite3-wal").unlink(missing_ok=True)
+    status, out, err = events_output(capsys, "--repo", str(repo.path))
+    assert (status, out) == (0, expected)
+    assert "Traceback" not in err
