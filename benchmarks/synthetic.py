@@ -116,26 +116,41 @@ def generate(path: Path, *, incidents: int, commits: int, seed: int = 0) -> Path
                     continue
                 verbs.append(_change(item, rng, name.split()[0].lower()))
             touched.append(item)
-        message = "; ".join(f"{v} {i.id}" for v, i in zip(verbs, touched, strict=True)).encode()
-        stream.append(b"commit refs/heads/main\n")
-        stream.append(f"author {name} <{email}> {when} +0000\n".encode())
-        stream.append(f"committer {name} <{email}> {when} +0000\n".encode())
-        # fast-import chains commits to the same branch: no `from` needed.
-        stream.append(b"data %d\n%s\n" % (len(message), message))
-        for item in touched:
-            body = item.text().encode()
-            stream.append(
-                b"M 100644 inline incidents/%s.yaml\ndata %d\n%s\n"
-                % (item.id.encode(), len(body), body)
-            )
+        message = "; ".join(f"{v} {i.id}" for v, i in zip(verbs, touched, strict=True))
+        files = {f"incidents/{item.id}.yaml": item.text() for item in touched}
+        stream.append(_commit(name, email, when, message, files))
+    _fast_import(path, stream)
+    return path
+
+
+def _commit(
+    name: str, email: str, when: int, message: str, files: dict[str, str], after: bool = False
+) -> bytes:
+    """One commit on main in git fast-import's language. fast-import chains the commits
+    it writes to a branch; `after` starts from the branch as it already is."""
+    data = message.encode()
+    parts = [
+        b"commit refs/heads/main\n",
+        f"author {name} <{email}> {when} +0000\n".encode(),
+        f"committer {name} <{email}> {when} +0000\n".encode(),
+        b"data %d\n%s\n" % (len(data), data),
+        b"from refs/heads/main^0\n" if after else b"",
+    ]
+    for path, text in files.items():
+        body = text.encode()
+        parts.append(b"M 100644 inline %s\ndata %d\n%s\n" % (path.encode(), len(body), body))
+    return b"".join(parts)
+
+
+def _fast_import(path: Path, commits: list[bytes]) -> None:
+    """Write `commits` with one git fast-import and check the result out."""
     subprocess.run(
         ["git", "fast-import", "--quiet", "--date-format=raw"],
         cwd=path,
-        input=b"".join(stream),
+        input=b"".join(commits),
         check=True,
     )
     subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=path, check=True)
-    return path
 
 
 def append_severity_changes(path: Path, commits: int) -> Path:
@@ -162,24 +177,19 @@ def append_severity_changes(path: Path, commits: int) -> Path:
             count=1,
             flags=re.MULTILINE,
         )
-        body, message = texts[name].encode(), f"change severity of {name}".encode()
         when += 60
-        stream.append(b"commit refs/heads/main\n")
-        stream.append(f"author Bench <bench@example.invalid> {when} +0000\n".encode())
-        stream.append(f"committer Bench <bench@example.invalid> {when} +0000\n".encode())
-        stream.append(b"data %d\n%s\n" % (len(message), message))
-        if number == 0:
-            stream.append(b"from refs/heads/main^0\n")
+        changed = {f"incidents/{name}": texts[name]}
         stream.append(
-            b"M 100644 inline incidents/%s\ndata %d\n%s\n" % (name.encode(), len(body), body)
+            _commit(
+                "Bench",
+                "bench@example.invalid",
+                when,
+                f"change severity of {name}",
+                changed,
+                after=number == 0,
+            )
         )
-    subprocess.run(
-        ["git", "fast-import", "--quiet", "--date-format=raw"],
-        cwd=path,
-        input=b"".join(stream),
-        check=True,
-    )
-    subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=path, check=True)
+    _fast_import(path, stream)
     return path
 
 

@@ -46,7 +46,8 @@ def id_problem(value: str) -> str | None:
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors: a typo must not pass silently.
+    # Unknown keys are errors: a typo must not pass silently. (Empty defaults are
+    # default_factory fields: a literal [] or {} would be deep-copied for each model.)
     model_config = ConfigDict(extra="forbid")
 
 
@@ -82,7 +83,7 @@ class Notifier(Strict):
 
 class Webhook(Strict):
     url_env: EnvName = Field(description="environment variable holding the URL")
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class SiteConfig(Strict):
@@ -97,8 +98,8 @@ class Config(Strict):
     branch: NonEmpty = "main"
     severities: Annotated[tuple[Severity, ...], Field(min_length=1)] = DEFAULT_SEVERITIES
     bot: Bot = Bot()
-    notifiers: dict[str, Notifier] = {}
-    webhooks: dict[str, Webhook] = {}
+    notifiers: dict[str, Notifier] = Field(default_factory=dict)
+    webhooks: dict[str, Webhook] = Field(default_factory=dict)
     site: SiteConfig = SiteConfig()
 
     @field_validator("severities")
@@ -110,10 +111,6 @@ class Config(Strict):
                 raise ValueError(f"severity {severity.id!r} is listed twice")
             seen.add(severity.id)
         return value
-
-    def severity_rank(self, severity: str) -> int:
-        """0 for the most severe; the scale's order is the ranking."""
-        return [s.id for s in self.severities].index(severity)
 
 
 @dataclass(frozen=True)
@@ -237,12 +234,12 @@ class Incident(Strict):
     start_time: Timestamp | None = Field(None, description="default: the declaring commit's time")
     end_time: Timestamp | None = Field(None, description="default: the resolving commit's time")
     summary: str = ""
-    tags: Tags = []
-    related_resources: list[RelatedItem] = []
+    tags: Tags = Field(default_factory=list)
+    related_resources: list[RelatedItem] = Field(default_factory=list)
     impact: str = ""
-    roles: dict[NonEmpty, NonEmpty | list[NonEmpty]] = {}
-    comments: list[Comment] = []
-    metadata: dict[str, Any] = {}
+    roles: dict[NonEmpty, NonEmpty | list[NonEmpty]] = Field(default_factory=dict)
+    comments: list[Comment] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("end_time")
     @classmethod
@@ -301,15 +298,15 @@ def _as_spec_list(value: Any) -> Any:
 
 class EventTrigger(Strict):
     type: Literal["event"] = "event"
-    match: ResourceSpecification = {}
+    match: ResourceSpecification = Field(default_factory=dict)
     match_related: Annotated[
         list[ResourceSpecification],
         BeforeValidator(_as_spec_list),
         WithJsonSchema({"anyOf": [_SPEC_SCHEMA, {"type": "array", "items": _SPEC_SCHEMA}]}),
-    ] = []
-    after: list[str] = []
-    expect: list[str] = []
-    for_each: list[str] = []
+    ] = Field(default_factory=list)
+    after: list[str] = Field(default_factory=list)
+    expect: list[str] = Field(default_factory=list)
+    for_each: list[str] = Field(default_factory=list)
     posture: Literal["Reactive", "Proactive"]
     threshold: Annotated[int, Field(ge=1)] = 1
     within: Duration = timedelta(0)
@@ -402,7 +399,7 @@ class CallWebhook(Strict):
     target: NonEmpty | None = Field(None, description="a webhook named in gitops-incidents.yaml")
     url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     payload: TemplateStr = "{{ event | tojson }}"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("target")
     @classmethod
@@ -450,7 +447,7 @@ class DeclareIncident(Strict):
     name: TemplateStr
     summary: TemplateStr = ""
     severity: SeverityId
-    tags: Tags = []
+    tags: Tags = Field(default_factory=list)
     related: Literal["inferred"] | list[ResourceId] = "inferred"
 
 
@@ -598,9 +595,9 @@ class Automation(Strict):
     description: str = ""
     enabled: bool = True
     trigger: Trigger
-    actions: list[Action] = []
-    actions_on_trigger: list[Action] = []
-    actions_on_resolve: list[Action] = []
+    actions: list[Action] = Field(default_factory=list)
+    actions_on_trigger: list[Action] = Field(default_factory=list)
+    actions_on_resolve: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_actions(self) -> Automation:

@@ -44,10 +44,9 @@ class Finding:
 
 def read_document(path: str, data: bytes, marks: yamlio.Marks | None = None) -> Any:
     """Bytes to plain values, by the file's type; raises yamlio.LoadError."""
-    text = yamlio.decode(data)
     if path.endswith(".json"):
-        return yamlio.load_json(text, marks=marks)
-    return yamlio.load(text, marks=marks)
+        return yamlio.load_json(yamlio.decode(data), marks=marks)
+    return yamlio.load_bytes(data, marks=marks)
 
 
 def parse_file(
