@@ -82,13 +82,6 @@ class Cache:
             path = Path(tempfile.mkdtemp(prefix="gitops-incidents-")) / path.name
             self._db = _open(path)
 
-        # Whether this code has cached nothing here yet, checked once: a first walk then
-        # skips the lookups (at worst it parses a version twice).
-        first = self._db.execute(
-            "SELECT key FROM parsed WHERE key > ? ORDER BY key LIMIT 1", (f"{FINGERPRINT}/",)
-        ).fetchone()
-        self._empty = first is None or not first[0].startswith(f"{FINGERPRINT}/")
-
         # Bulk writes go through a thread of their own: SQLite works without the GIL,
         # so a walk goes on parsing while its results are written.
         self._writes: queue.Queue[dict[str, list[tuple[str, bytes]]] | None] = queue.Queue(2)
@@ -110,6 +103,8 @@ class Cache:
                             db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?, ?)", rows)
                 except sqlite3.Error:
                     pass  # a cache: what is not written is derived again next time
+                finally:
+                    self._writes.task_done()
         finally:
             db.close()
 
@@ -143,8 +138,7 @@ class Cache:
             self._writes.put(rows)
 
     def parsed(self, keys: Iterable[str]) -> dict[str, Any]:
-        if self._empty:
-            return {}  # a first walk: nothing to look up
+        self._writes.join()  # what was parsed a batch ago is found, not parsed again
         return self._get("parsed", keys)
 
     # -- what each commit gave: a commit id names its whole history, so never stale

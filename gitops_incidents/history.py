@@ -332,6 +332,12 @@ class History:
         missing = [ident for ident in wanted if ident not in results]
         # Configurations first: the incidents' validation depends on them.
         missing.sort(key=lambda ident: wanted[ident][2] is not Kind.CONFIG)
+        # One parse per distinct version: a file set back to an earlier content repeats it.
+        first_of: dict[str, int] = {}
+        for ident in missing:
+            first_of.setdefault(wanted[ident][0], ident)
+        repeats = [ident for ident in missing if first_of[wanted[ident][0]] != ident]
+        missing = list(first_of.values())
         contents = blobs.read_many([wanted[ident][1].new_blob or "" for ident in missing])
         configs: dict[str | None, Config] = {None: Config()}
         configs[state.config_blob] = state.config
@@ -352,6 +358,8 @@ class History:
                 context = Context(configs[config_blob], tracker.file_id(change.path))
                 result = _parse(change.path, data, Incident, context)
             results[ident] = result
+        for ident in repeats:
+            results[ident] = results[first_of[wanted[ident][0]]]
         return results, [(wanted[ident][0], results[ident]) for ident in missing]
 
     def _merge_actors(self, commit: gitcmd.Commit) -> dict[str, tuple[str, str]]:

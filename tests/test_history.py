@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from benchmarks.synthetic import generate
+from gitops_incidents import validation
 from gitops_incidents.cli import main
 from gitops_incidents.history import History, incident_histories, utc
 
@@ -364,3 +365,24 @@ def test_a_damaged_cache_is_rebuilt(repo: Repo, capsys: pytest.CaptureFixture[st
     status, out, err = events_output(capsys, "--repo", str(repo.path))
     assert (status, out) == (0, expected)
     assert "Traceback" not in err
+
+
+def test_each_file_version_is_parsed_once_ever(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    for number, severity in enumerate(["SEV-1", "SEV-2"] * 3):
+        repo.write("incidents/flip.yaml", f"name: Flip\nseverity: {severity}\n")
+        repo.commit(f"flip {number}", ALICE, T0 + number)
+    parsed: list[bytes] = []
+    read = validation.read_document
+
+    def counting(path: str, data: bytes, marks: Any = None) -> Any:
+        parsed.append(data)
+        return read(path, data, marks)
+
+    monkeypatch.setattr(validation, "read_document", counting)
+    with History(repo.path) as history:
+        events = [e for step in history.walk("HEAD") for e in step.events]
+    assert len(events) == 6  # declared, then five severity changes
+    assert len(parsed) == 2  # two distinct versions
+    with History(repo.path) as history:
+        list(history.walk("HEAD"))
+    assert len(parsed) == 2
