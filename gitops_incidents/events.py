@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitops_incidents.models import default_role
 
@@ -44,8 +44,7 @@ def _uuid5(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class CommitContext:
+class CommitContext(NamedTuple):
     """What every event of one commit carries."""
 
     sha: str

@@ -15,9 +15,9 @@ import functools
 import gc
 import time
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass, replace
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.cache import Cache, state_key
@@ -31,8 +31,7 @@ CHUNK = 256
 TRACKED = (f"{tracker.INCIDENTS}/", tracker.CONFIG_FILE)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One main-line commit and what it did to the incidents."""
 
     commit: gitcmd.Commit
@@ -246,7 +245,7 @@ class History:
                 kind = tracker.classify(path)
                 if kind is Kind.CONFIG:
                     self._config_change(change, parsed.get(id(change)), findings)
-                    context = replace(context, namespace=state.config.namespace)
+                    context = context._replace(namespace=state.config.namespace)
                     continue
                 if kind is not Kind.INCIDENT:
                     continue
@@ -269,7 +268,7 @@ class History:
                     previous,
                     document,
                     path,
-                    replace(context, actor_name=actor[0], actor_email=actor[1])
+                    context._replace(actor_name=actor[0], actor_email=actor[1])
                     if actor
                     else context,
                     incident_id,
