@@ -16,6 +16,7 @@ stale entry. SQLite's locking lets several processes share the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 import queue
@@ -158,9 +159,12 @@ class Cache:
         return marshal.loads(row[0]) if row else None
 
     def store_checkpoint(self, commit: str, header: dict[str, Any], states: dict[str, Any]) -> None:
-        """Save the walk's end; `states` are only the incident states not saved before."""
+        """Save the walk's end: its header, and the incident states it names (by content
+        address: those saved before are kept as they are)."""
         rows = [(key, marshal.dumps(value)) for key, value in states.items()]
-        with self._transaction():
+        # Best effort, like every write here: a checkpoint not saved (another runner held
+        # the file too long) only means the next walk starts further back.
+        with contextlib.suppress(sqlite3.OperationalError), self._transaction():
             self._db.executemany("INSERT OR IGNORE INTO states VALUES (?, ?)", rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, strftime('%s','now'), ?)",
