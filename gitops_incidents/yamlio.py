@@ -156,7 +156,10 @@ def _explicit(tag: str, value: str, position: Position) -> Any:
         return value
     if name not in ("int", "float", "bool", "null"):
         raise LoadError(f"tag {tag!r} is not allowed", position)
-    resolved = _plain(value)
+    try:
+        resolved = _plain(value)
+    except ValueError:  # beyond Python's limit on digits
+        raise LoadError("number with too many digits", position) from None
     kind = {bool: "bool", int: "int", float: "float", type(None): "null"}.get(type(resolved))
     if kind == name or (kind == "int" and name == "float"):
         return float(resolved) if name == "float" else resolved
@@ -215,7 +218,10 @@ def _build(next_event: Callable[[], Any], marks: Marks | None) -> Any:
                 value: Any = event.value
                 # Most plain scalars are words: skip resolution unless they could be more.
                 if event.implicit[0] and not event.style and tag is None and value[:1] in _MAYBE:
-                    value = _plain(value)
+                    try:
+                        value = _plain(value)
+                    except ValueError:  # beyond Python's limit on digits
+                        raise LoadError("number with too many digits", _mark(event)) from None
             elif tag.startswith(_CORE):
                 value = _explicit(tag, event.value, _mark(event))
             else:
@@ -299,6 +305,10 @@ def load_json(text: str, *, marks: Marks | None = None) -> Any:
         json.loads(text, object_pairs_hook=_reject_duplicates)
     except json.JSONDecodeError as exc:
         raise LoadError(f"invalid JSON: {exc.msg}", Position(exc.lineno, exc.colno)) from None
+    except RecursionError:
+        raise LoadError(f"nesting is deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # a number beyond Python's limit on digits
+        raise LoadError("number with too many digits") from None
     except _DuplicateKey as exc:
         # The YAML reader knows where the duplicate stands.
         load(text, marks=Marks.empty())

@@ -87,6 +87,8 @@ BAD: list[tuple[str, bytes, str, tuple[int, int]]] = [
     ("NUL byte", b"a: 1\x00\n", "is not allowed", (1, 5)),
     ("control character", b"a: \x07\n", "is not allowed", (1, 4)),
     ("deep nesting", b"a: " + b"[" * 99 + b"]" * 99, "nesting is deeper than 64", (1, 67)),
+    ("huge number", b"a: 1\nb: " + b"7" * 5000 + b"\n", "number with too many digits", (2, 4)),
+    ("huge tagged number", b"a: !!int " + b"7" * 5000, "number with too many digits", (1, 4)),
 ]
 
 
@@ -139,6 +141,8 @@ def test_marks_locate_values_and_keys() -> None:
 
 JSON_BAD = [
     ('{"a": 1,}', "invalid JSON: Expecting property name enclosed in double quotes", (1, 9)),
+    ("[" * 100_000 + "]" * 100_000, "nesting is deeper than 64 levels", (1, 1)),
+    ('{"a": ' + "7" * 5000 + "}", "number with too many digits", (1, 1)),
     ('{"a": 1, "a": 2}', "duplicate key 'a'", (1, 10)),
     ('{"a": 1}\n// comment', "invalid JSON: Extra data", (2, 1)),
 ]
