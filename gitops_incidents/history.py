@@ -11,7 +11,6 @@ commits changed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any, NamedTuple
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.cache import Cache, state_key
 from gitops_incidents.events import CommitContext, Event, IncidentState, derive, resource_links
-from gitops_incidents.models import Config, Context, Incident, id_problem
+from gitops_incidents.models import Config, Context, Incident
 from gitops_incidents.tracker import Kind
 from gitops_incidents.validation import Finding, parse_file
 
@@ -249,7 +248,7 @@ class History:
                     continue
                 if kind is not Kind.INCIDENT:
                     continue
-                problem = _incident_name_problem(path)
+                problem = tracker.name_problem(path, kind)
                 if problem:
                     if change.new_blob:
                         findings.append(Finding(path, 1, 1, problem))
@@ -405,11 +404,6 @@ def _batches(commits: Iterator[gitcmd.Commit]) -> Iterator[list[gitcmd.Commit]]:
             batch = []
     if batch:
         yield batch
-
-
-@functools.lru_cache(maxsize=65536)
-def _incident_name_problem(path: str) -> str | None:
-    return tracker.name_problem(path, Kind.INCIDENT) or id_problem(tracker.file_id(path))
 
 
 def _parse(path: str, data: bytes, model: type[Any], context: Context) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import functools
 import subprocess
 from pathlib import Path
 
+from gitops_incidents.models import id_problem
+
 INCIDENTS = "incidents"
 AUTOMATIONS = "automations"
 CONFIG_FILE = "gitops-incidents.yaml"
@@ -39,13 +41,14 @@ def classify(relpath: str) -> Kind | None:
 _FOLDERS = {INCIDENTS: Kind.INCIDENT, AUTOMATIONS: Kind.AUTOMATION}
 
 
+@functools.lru_cache(maxsize=65536)
 def name_problem(relpath: str, kind: Kind) -> str | None:
-    """What is wrong with a tracker file's name, or None."""
+    """What is wrong with a tracker file's name (its suffix, its id), or None."""
     if kind is Kind.INCIDENT and not relpath.endswith(".yaml"):
         return "an incident file is named <id>.yaml"
     if kind is Kind.AUTOMATION and not relpath.endswith(AUTOMATION_SUFFIXES):
         return "an automation file is named <id>.yaml, <id>.yml or <id>.json"
-    return None
+    return None if kind is Kind.CONFIG else id_problem(file_id(relpath))
 
 
 @functools.lru_cache(maxsize=65536)

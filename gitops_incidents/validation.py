@@ -92,7 +92,7 @@ _TYPE_ERRORS = {
 
 
 def _locate(path: str, errors: list[ErrorDetails], marks: yamlio.Marks) -> list[Finding]:
-    placed = [(_document_path(marks, error["loc"]), error) for error in errors]
+    placed = [(marks.path(error["loc"]), error) for error in errors]
     # A union (a string or a mapping, say) reports one error per member. Keep the
     # member that got furthest, and fold plain type mismatches into one message.
     deepest = {p for p, _ in placed}
@@ -115,15 +115,6 @@ def _locate(path: str, errors: list[ErrorDetails], marks: yamlio.Marks) -> list[
         missing = [str(e["loc"][-1]) for e in group if e["type"] == "missing"]
         findings.extend(_finding(path, marks, where, e, missing) for e in group)
     return sorted(set(findings))
-
-
-def _document_path(marks: yamlio.Marks, loc: Sequence[int | str]) -> tuple[Any, ...]:
-    """`loc` without pydantic's union tags: the keys and indexes the document has."""
-    found: tuple[Any, ...] = ()
-    for item in loc:
-        if (*found, item) in marks.values:
-            found = (*found, item)
-    return found
 
 
 def _finding(
@@ -243,7 +234,7 @@ def _renamed_incidents(root: Path) -> list[Finding]:
 def _check_file(
     root: Path, relpath: str, kind: Kind, config: Config, seen_ids: dict[tuple[Kind, str], str]
 ) -> list[Finding]:
-    problem = tracker.name_problem(relpath, kind) or models.id_problem(tracker.file_id(relpath))
+    problem = tracker.name_problem(relpath, kind)
     if problem:
         return [Finding(relpath, 1, 1, problem)]
     file_id = tracker.file_id(relpath)

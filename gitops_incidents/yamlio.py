@@ -18,7 +18,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -56,18 +56,19 @@ class Marks:
     def empty(cls) -> Marks:
         return cls({}, {})
 
-    def locate(self, loc: Path, *, key: bool = False) -> Position:
-        """Position of `loc`, or of its deepest existing ancestor.
-
-        Items of `loc` that are not in the document (pydantic's union tags,
-        a missing key) are skipped, so a validation error lands on the
-        nearest thing the user wrote.
-        """
+    def path(self, loc: Sequence[str | int]) -> Path:
+        """`loc` without the items the document does not have (pydantic's union tags,
+        a missing key): the keys and indexes of the nearest thing the user wrote."""
         found: Path = ()
         for item in loc:
             candidate = (*found, item)
             if candidate in self.values:
                 found = candidate
+        return found
+
+    def locate(self, loc: Sequence[str | int], *, key: bool = False) -> Position:
+        """Position of `loc`, or of its deepest existing ancestor."""
+        found = self.path(loc)
         if key and found and found in self.keys:
             return self.keys[found]
         return self.values.get(found, Position(1, 1))
