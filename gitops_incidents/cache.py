@@ -69,8 +69,20 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _in_memory() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(_SCHEMA)
+    return db
+
+
 class Cache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, writable: bool = True) -> None:
+        self.writable = writable
+        if not writable:
+            # Nothing under .git changes (`plan`): not even the files SQLite makes to
+            # read a database shared with writers. A cache of this walk only.
+            self._db = _in_memory()
+            return
         try:
             self._db = _open(path)
         except sqlite3.DatabaseError:
@@ -90,8 +102,9 @@ class Cache:
         self._writer.start()
 
     def close(self) -> None:
-        self._writes.put(None)
-        self._writer.join()
+        if self.writable:
+            self._writes.put(None)
+            self._writer.join()
         self._db.close()
 
     def _write(self, path: Path) -> None:
@@ -135,11 +148,12 @@ class Cache:
             for table, items in tables.items()
             if table in ("parsed", "steps")
         }
-        if any(rows.values()):
+        if self.writable and any(rows.values()):
             self._writes.put(rows)
 
     def parsed(self, keys: Iterable[str]) -> dict[str, Any]:
-        self._writes.join()  # what was parsed a batch ago is found, not parsed again
+        if self.writable:
+            self._writes.join()  # what was parsed a batch ago is found, not parsed again
         return self._get("parsed", keys)
 
     # -- what each commit gave: a commit id names its whole history, so never stale
@@ -161,6 +175,8 @@ class Cache:
     def store_checkpoint(self, commit: str, header: dict[str, Any], states: dict[str, Any]) -> None:
         """Save the walk's end: its header, and the incident states it names (by content
         address: those saved before are kept as they are)."""
+        if not self.writable:
+            return
         rows = [(key, marshal.dumps(value)) for key, value in states.items()]
         # Best effort, like every write here: a checkpoint not saved (another runner held
         # the file too long) only means the next walk starts further back.

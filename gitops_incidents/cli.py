@@ -9,9 +9,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gitops_incidents import tracker
-from gitops_incidents.commands import Command, UsageError, events, schema, validate
+from gitops_incidents.commands import (
+    Command,
+    UsageError,
+    apply,
+    events,
+    ingest,
+    plan,
+    schema,
+    status,
+    validate,
+)
 
-COMMANDS: dict[str, Command] = {"validate": validate, "schema": schema, "events": events}
+COMMANDS: dict[str, Command] = {
+    "validate": validate,
+    "schema": schema,
+    "events": events,
+    "plan": plan,
+    "apply": apply,
+    "ingest": ingest,
+    "status": status,
+}
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 

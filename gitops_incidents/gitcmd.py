@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple, cast
 
 # Unit separator between header fields; names, emails and dates never hold it.
 _SEP = "\x1f"
-_HEADER = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%ct"])
+ACTION_TRAILER = "Gitops-Incidents-Action"
+_HEADER = _SEP.join(
+    [
+        *("%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%ct"),
+        f"%(trailers:key={ACTION_TRAILER},valueonly,separator=%x20)",
+    ]
+)
 _ZERO = "0" * 40
 
 
@@ -26,12 +35,23 @@ class GitError(Exception):
     """git failed, or the repository cannot be read as asked."""
 
 
-def run(root: Path, *args: str) -> str:
+def run(root: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> str:
+    return run_bytes(root, *args, stdin=stdin, env=env).decode(errors="surrogateescape")
+
+
+def run_bytes(
+    root: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> bytes:
     result = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        ["git", "-C", str(root), *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
-        raise GitError(result.stderr.strip() or f"git {' '.join(args)} failed")
+        stderr = result.stderr.decode(errors="replace").strip()
+        raise GitError(stderr or f"git {' '.join(args)} failed")
     return result.stdout
 
 
@@ -78,6 +98,7 @@ class Commit(NamedTuple):
     committer_email: str
     committed: str
     committed_epoch: int
+    actions: tuple[str, ...]  # invocation keys of its action trailers: an engine commit
     changes: tuple[Change, ...]
 
 
@@ -186,8 +207,11 @@ def _parse_log(token_lists: Iterator[list[str]]) -> Iterator[Commit]:
 
 
 def _commit(fields: list[str], changes: list[Change]) -> Commit:
-    sha, parents, an, ae, ad, cn, ce, cd, ct = fields
-    return Commit(sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, int(ct), tuple(changes))
+    sha, parents, an, ae, ad, cn, ce, cd, ct, actions = fields
+    return Commit(
+        sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, int(ct), tuple(actions.split()),
+        tuple(changes),
+    )  # fmt: skip
 
 
 class Blobs:
@@ -244,3 +268,66 @@ class Blobs:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- writing: objects and compare-and-swap ref updates, without a working tree --------
+
+
+def read_blob(root: Path, rev: str, path: str) -> bytes | None:
+    """The content of `path` at commit `rev`, or None if it has no such file."""
+    result = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "blob", f"{rev}:{path}"],
+        capture_output=True,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 else None
+
+
+def ref_value(root: Path, ref: str) -> str | None:
+    """The commit `ref` points at, or None if it does not exist."""
+    try:
+        return run(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip() or None
+    except GitError:
+        return None
+
+
+def commit_tree(
+    root: Path,
+    parent: str | None,
+    files: dict[str, bytes | None],
+    message: str,
+    env: dict[str, str] | None = None,
+) -> str:
+    """A new commit: `parent`'s tree with `files` written (None: deleted). Nothing
+    else changes: no ref, no index, no working tree. `env` sets the identity; git's
+    own GIT_AUTHOR_DATE and GIT_COMMITTER_DATE apply."""
+    with tempfile.TemporaryDirectory(prefix="gitops-incidents-") as scratch:
+        index = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        if parent:
+            run(root, "read-tree", parent, env=index)
+        for path, content in files.items():
+            if content is None:
+                run(root, "update-index", "--force-remove", "--", path, env=index)
+                continue
+            blob = run(root, "hash-object", "-w", "--stdin", stdin=content).strip()
+            run(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
+        tree = run(root, "write-tree", env=index).strip()
+    parents = ["-p", parent] if parent else []
+    return run(root, "commit-tree", tree, *parents, stdin=message.encode(), env=env).strip()
+
+
+def update_ref(root: Path, ref: str, new: str, expected: str | None) -> bool:
+    """Move `ref` to `new` if it is still at `expected` (None: it must not exist).
+    False if another writer got there first."""
+    attempt = 0
+    while True:
+        try:
+            run(root, "update-ref", "-m", "gitops-incidents", ref, new, expected or _ZERO)
+            return True
+        except GitError:
+            if ref_value(root, ref) != expected:
+                return False  # lost the race: the caller reads again and retries
+            attempt += 1
+            if attempt == 50:
+                raise
+            time.sleep(0.02 * (1 + attempt % 5))  # another writer holds the ref's lock

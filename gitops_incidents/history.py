@@ -27,7 +27,8 @@ from gitops_incidents.validation import Finding, parse_file
 
 # Commits read from the log stream before their blobs are fetched and parsed together.
 CHUNK = 256
-TRACKED = (f"{tracker.INCIDENTS}/", tracker.CONFIG_FILE)
+# Automation files are listed too (the engine follows them); events come from incidents.
+TRACKED = (f"{tracker.INCIDENTS}/", f"{tracker.AUTOMATIONS}/", tracker.CONFIG_FILE)
 
 
 class Step(NamedTuple):
@@ -111,10 +112,12 @@ class _State:
 class History:
     """A repository's main line, read once per walk."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, writable: bool = True) -> None:
+        """`writable=False`: read the cache, never write it (nothing under .git changes)."""
         self.root = root
         gitcmd.check_not_shallow(root)
-        self.cache = Cache(gitcmd.git_dir(root) / "gitops-incidents" / "cache.sqlite3")
+        path = gitcmd.git_dir(root) / "gitops-incidents" / "cache.sqlite3"
+        self.cache = Cache(path, writable=writable)
         self._state: _State | None = _State(self.cache)
         self._tip: str | None = None
 

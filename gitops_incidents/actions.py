@@ -1,0 +1,615 @@
+"""Action executors (SPEC 5.3): where side effects live.
+
+Each executor takes one invocation of one action and returns what it did, or
+raises `ActionFailed` (for good) or `Transient` (worth another try). Commit
+actions edit files with the round-trip writer and publish by compare-and-swap
+on the branch: a human commit that lands meanwhile is kept, and the edit is
+made again on top of it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from jinja2 import TemplateError as JinjaError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from gitops_incidents import gitcmd, models, tracker, yamlio
+from gitops_incidents.events import IncidentState
+from gitops_incidents.faults import crashpoint
+from gitops_incidents.models import Automation, Config, Context
+from gitops_incidents.templates import compile_template
+from gitops_incidents.validation import parse_file
+
+TIMEOUT = httpx.Timeout(10.0)
+ATTEMPTS = 3  # tries of a transient failure within one run
+# Sinks where a second delivery is harmless: a webhook receives the same
+# Idempotency-Key; a commit is looked up by its trailer before it is made again.
+IDEMPOTENT = frozenset(
+    {
+        "do-nothing",
+        "call-webhook",
+        "declare-incident",
+        "resolve-incident",
+        "reopen-incident",
+        "change-incident-severity",
+        "comment-on-incident",
+        "pause-automation",
+        "resume-automation",
+    }
+)
+PREFECT_API = frozenset(
+    {
+        "pause-work-pool",
+        "resume-work-pool",
+        "pause-work-queue",
+        "resume-work-queue",
+        "pause-deployment",
+        "resume-deployment",
+        "run-deployment",
+        "cancel-flow-run",
+        "suspend-flow-run",
+        "resume-flow-run",
+        "change-flow-run-state",
+    }
+)
+# The resource kind each sourced action acts on; `<ns>` is the tracker's namespace.
+KINDS = {
+    "incident_id": "<ns>.incident",
+    "automation_id": "prefect.automation",
+    "work_pool_id": "prefect.work-pool",
+    "work_queue_id": "prefect.work-queue",
+    "deployment_id": "prefect.deployment",
+}
+
+
+class ActionFailed(Exception):
+    """The action cannot succeed as it stands: recorded as failed, with this reason."""
+
+
+class Transient(ActionFailed):
+    """Worth another try: a connection error, a timeout, HTTP 429 or 5xx."""
+
+
+def retry_delay() -> float:
+    """The first backoff delay, in seconds (doubling after); tests shorten it."""
+    return float(os.environ.get("GITOPS_INCIDENTS_RETRY_DELAY", "1"))
+
+
+@dataclass(frozen=True)
+class Call:
+    """Everything one invocation needs."""
+
+    root: Path
+    branch_ref: str
+    config: Config
+    key: str
+    automation_id: str
+    automation: Automation
+    action: Any  # one of models.Action
+    firing: dict[str, Any]  # id, state, triggered, labels
+    event: dict[str, Any] | None
+    incidents: dict[str, IncidentState]
+    recovering: bool  # an earlier attempt may have had its effect: look before acting
+
+
+def execute(call: Call) -> str:
+    """Run the action, retrying transient failures with backoff; what it did."""
+    delay, attempt = retry_delay(), 1
+    while True:
+        try:
+            return EXECUTORS[call.action.type](call)
+        except Transient as exc:
+            if attempt == ATTEMPTS:
+                raise ActionFailed(f"{exc} (after {ATTEMPTS} attempts)") from None
+        time.sleep(delay)
+        delay, attempt = delay * 2, attempt + 1
+
+
+# -- templates -------------------------------------------------------------------------
+
+
+class _Resource(dict[str, str]):
+    """A Prefect resource in templates: `resource.id`, `.name`, `.role`, or any label."""
+
+    @property
+    def id(self) -> str:
+        return self.get("prefect.resource.id", "")
+
+    @property
+    def name(self) -> str | None:
+        return self.get("prefect.resource.name")
+
+    @property
+    def role(self) -> str | None:
+        return self.get("prefect.resource.role")
+
+
+class _EventView(dict[str, Any]):
+    """`event` in templates: the event itself (so `event | tojson` is the event), with
+    the attributes of Prefect's ReceivedEvent (`event.resource.id`, `event.payload`)."""
+
+    @property
+    def id(self) -> str:
+        return str(self.get("id", ""))
+
+    @property
+    def event(self) -> str:
+        return str(self.get("event", ""))
+
+    @property
+    def occurred(self) -> str:
+        return str(self.get("occurred", ""))
+
+    @property
+    def resource(self) -> _Resource:
+        return _Resource(self.get("resource") or {})
+
+    @property
+    def related(self) -> list[_Resource]:
+        return [_Resource(r) for r in self.get("related") or ()]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return dict(self.get("payload") or {})
+
+    def resource_in_role(self, role: str) -> _Resource | None:
+        return next((r for r in self.related if r.role == role), None)
+
+
+def template_context(call: Call) -> dict[str, Any]:
+    view = _EventView(call.event) if call.event is not None else None
+    incident = _incident_for(call)
+    return {
+        "automation": {
+            "id": call.automation_id,
+            "name": call.automation.name,
+            "description": call.automation.description,
+        },
+        "event": view,
+        "labels": call.firing.get("labels", {}),
+        "firing": call.firing,
+        "incident": _incident_view(incident) if incident else None,
+    }
+
+
+def render(template: str, call: Call) -> str:
+    try:
+        return compile_template(template).render(template_context(call))
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise ActionFailed(f"template failed at render time: {exc}") from None
+
+
+def _incident_view(state: IncidentState) -> dict[str, Any]:
+    document = state.document or {}
+    return {
+        **document,
+        "id": state.id,
+        "number": state.number,
+        "path": state.path,
+        "start_time": state.start_time,
+        "end_time": state.end_time,
+        "comments": state.comments,
+        "deleted": state.document is None,
+    }
+
+
+def _incident_for(call: Call) -> IncidentState | None:
+    """The incident an action is about: its selected or inferred one, else the one
+    the triggering event names, if any."""
+    incident_id = getattr(call.action, "incident_id", None)
+    if incident_id is None:
+        resource = infer(call, "incident_id", required=False)
+        incident_id = resource.split(".incident.", 1)[1] if resource else None
+    return call.incidents.get(incident_id) if incident_id else None
+
+
+def infer(call: Call, field: str, *, required: bool = True) -> str | None:
+    """`source: inferred`: the first of the event's [resource, *related] of the kind."""
+    kind = KINDS[field].replace("<ns>", call.config.namespace) + "."
+    event = call.event or {}
+    for resource in [event.get("resource") or {}, *(event.get("related") or ())]:
+        resource_id = resource.get("prefect.resource.id", "")
+        if resource_id.startswith(kind) and len(resource_id) > len(kind):
+            return str(resource_id)
+    if required:
+        raise ActionFailed(f"source is inferred, but the triggering event names no {kind}*")
+    return None
+
+
+def _target_id(call: Call, field: str) -> str:
+    selected = getattr(call.action, field)
+    if selected is not None:
+        return str(selected)
+    inferred = infer(call, field)
+    assert inferred is not None
+    return inferred[len(KINDS[field].replace("<ns>", call.config.namespace)) + 1 :]
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+def _env_url(name: str) -> str:
+    url = os.environ.get(name)
+    if not url:
+        raise ActionFailed(f"environment variable {name} is not set")
+    return url
+
+
+def _post(call: Call, url: str, body: str | bytes, headers: dict[str, str]) -> str:
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.TransportError as exc:
+        raise Transient(f"POST {_redacted(url)}: {type(exc).__name__}: {exc}") from None
+    except httpx.InvalidURL as exc:
+        raise ActionFailed(f"invalid URL: {exc}") from None
+    crashpoint("after-send")
+    status = response.status_code
+    if status == 429 or status >= 500 or status == 408:
+        raise Transient(f"POST {_redacted(url)}: HTTP {status}")
+    if status >= 400:
+        raise ActionFailed(f"POST {_redacted(url)}: HTTP {status}: {response.text[:200]}")
+    return f"HTTP {status}"
+
+
+def _redacted(url: str) -> str:
+    """A URL without its path and query: webhook URLs carry their secret there."""
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}/…"
+
+
+def _json_or_text(text: str) -> tuple[bytes, str]:
+    try:
+        json.loads(text)
+    except ValueError:
+        return text.encode(), "text/plain; charset=utf-8"
+    return text.encode(), "application/json"
+
+
+def call_webhook(call: Call) -> str:
+    action: models.CallWebhook = call.action
+    headers = {}
+    if action.target is not None:
+        webhook = call.config.webhooks[action.target]
+        url = _env_url(webhook.url_env)
+        headers.update(webhook.headers)
+    else:
+        assert action.url is not None
+        url = action.url
+    body, content_type = _json_or_text(render(action.payload, call))
+    headers.update(action.headers)
+    headers.update({"Content-Type": content_type, "Idempotency-Key": call.key})
+    return _post(call, url, body, headers)
+
+
+def send_notification(call: Call) -> str:
+    action: models.SendNotification = call.action
+    notifier = call.config.notifiers[action.target]
+    url = _env_url(notifier.url_env)
+    subject, body = render(action.subject, call), render(action.body, call)
+    if notifier.kind == "apprise":
+        return _apprise(url, subject, body)
+    message: dict[str, Any]
+    if notifier.kind == "slack":
+        message = {"text": f"*{subject}*\n{body}"}
+    elif notifier.kind == "teams":
+        message = {
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": subject,
+            "title": subject,
+            "text": body,
+        }
+    else:
+        message = {"subject": subject, "body": body, "key": call.key}
+    headers = {"Content-Type": "application/json", "Idempotency-Key": call.key}
+    return _post(call, url, json.dumps(message), headers)
+
+
+def _apprise(url: str, subject: str, body: str) -> str:
+    try:
+        import apprise  # type: ignore[import-untyped,unused-ignore]  # optional extra
+    except ImportError:
+        raise ActionFailed(
+            "an apprise notifier needs the optional extra: pip install 'gitops-incidents[apprise]'"
+        ) from None
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        raise ActionFailed("Apprise does not accept the URL in the notifier's variable")
+    if not sender.notify(title=subject, body=body):
+        raise Transient("Apprise could not deliver the notification")
+    crashpoint("after-send")
+    return "sent through Apprise"
+
+
+def do_nothing(call: Call) -> str:
+    return "recorded"
+
+
+def prefect_api(call: Call) -> str:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ActionFailed(
+            f"{call.action.type} calls the Prefect API: set PREFECT_API_URL "
+            "(and PREFECT_API_KEY for Prefect Cloud)"
+        )
+    raise ActionFailed(
+        f"{call.action.type}: calling the Prefect API is not available in this version"
+    )
+
+
+# -- commits ------------------------------------------------------------------------------
+
+
+def _bot_env(config: Config) -> dict[str, str]:
+    name, email = config.bot.name, config.bot.email
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def publish(
+    call: Call, path: str, edit: Callable[[bytes | None], bytes | None], subject: str
+) -> str:
+    """Commit `edit` of `path` on the branch as the bot, with the action trailer, by
+    compare-and-swap; if the branch moved meanwhile, edit its new tip instead."""
+    root = call.root
+    trailer = f"{gitcmd.ACTION_TRAILER}: {call.key}"
+    message = f"{subject}\n\nAutomation: {call.automation.name}\n\n{trailer}\n"
+    while True:
+        tip = gitcmd.ref_value(root, call.branch_ref)
+        if tip is None:
+            raise ActionFailed(f"the branch {call.branch_ref} does not exist")
+        if call.recovering:
+            done = gitcmd.run(
+                root, "log", "-1", "--format=%H", "--fixed-strings", f"--grep={trailer}", tip
+            ).strip()
+            if done:
+                return f"committed {done[:12]} (found after a restart)"
+        old = gitcmd.read_blob(root, tip, path)
+        new = edit(old)
+        if new is None or new == old:
+            return "nothing to change"
+        commit = gitcmd.commit_tree(root, tip, {path: new}, message, env=_bot_env(call.config))
+        if gitcmd.update_ref(root, call.branch_ref, commit, tip):
+            crashpoint("after-commit")
+            _sync_worktree(root, call.branch_ref, tip, commit)
+            return f"committed {commit[:12]}"
+
+
+def _sync_worktree(root: Path, ref: str, old: str, new: str) -> None:
+    """If the branch is checked out here, bring the index and files along (git's own
+    two-tree merge keeps local edits; it refuses if they conflict)."""
+    try:
+        if gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip() != ref:
+            return
+        gitcmd.run(root, "read-tree", "-m", "-u", old, new)
+    except gitcmd.GitError:
+        return  # bare, detached, or local edits in the way: the branch is right regardless
+
+
+def _check(path: str, data: bytes, model: type[Any], config: Config) -> bytes:
+    """Refuse to commit a file that would not validate."""
+    _, findings = parse_file(path, data, model, Context(config, tracker.file_id(path)))
+    if findings:
+        raise ActionFailed(f"the edit would make the file invalid: {findings[0]}")
+    return data
+
+
+def _edit_yaml(
+    path: str, model: type[Any], config: Config, change: Callable[[Any], bool]
+) -> Callable[[bytes | None], bytes | None]:
+    """An edit of a YAML (or JSON) file that keeps its comments and layout; `change`
+    alters the data in place and says whether anything changed."""
+
+    def edit(old: bytes | None) -> bytes | None:
+        if old is None:
+            raise ActionFailed(f"{path} does not exist on the branch")
+        try:
+            text = yamlio.decode(old)
+            if path.endswith(".json"):
+                data = json.loads(text)
+                if not change(data):
+                    return old
+                new = json.dumps(data, indent=_json_indent(text), ensure_ascii=False) + "\n"
+            else:
+                document = yamlio.RoundTrip(text)
+                if not change(document.data):
+                    return old
+                new = document.dump()
+        except (yamlio.LoadError, ValueError) as exc:
+            raise ActionFailed(f"{path} cannot be edited: {exc}") from None
+        return _check(path, new.encode(), model, config)
+
+    return edit
+
+
+def _json_indent(text: str) -> int:
+    match = re.search(r"\n( +)\S", text)
+    return len(match.group(1)) if match else 2
+
+
+def _incident_path(call: Call) -> str:
+    incident_id = _target_id(call, "incident_id")
+    if models.id_problem(incident_id):
+        raise ActionFailed(f"not an incident id: {incident_id!r}")
+    return f"{tracker.INCIDENTS}/{incident_id}.yaml"
+
+
+def _set(key: str, value: Any) -> Callable[[Any], bool]:
+    def change(data: Any) -> bool:
+        if data.get(key) == value:
+            return False
+        data[key] = value
+        return True
+
+    return change
+
+
+def resolve_incident(call: Call) -> str:
+    path = _incident_path(call)
+    edit = _edit_yaml(path, models.Incident, call.config, _set("status", "resolved"))
+    return publish(call, path, edit, f"Resolve {tracker.file_id(path)}")
+
+
+def reopen_incident(call: Call) -> str:
+    def change(data: Any) -> bool:
+        if data.get("status", "active") == "active":
+            return False
+        data["status"] = "active"
+        data.pop("end_time", None)
+        return True
+
+    path = _incident_path(call)
+    edit = _edit_yaml(path, models.Incident, call.config, change)
+    return publish(call, path, edit, f"Reopen {tracker.file_id(path)}")
+
+
+def change_incident_severity(call: Call) -> str:
+    action: models.ChangeIncidentSeverity = call.action
+    path = _incident_path(call)
+    edit = _edit_yaml(path, models.Incident, call.config, _set("severity", action.severity))
+    return publish(call, path, edit, f"{tracker.file_id(path)}: severity {action.severity}")
+
+
+def comment_on_incident(call: Call) -> str:
+    action: models.CommentOnIncident = call.action
+    path = _incident_path(call)
+    text = render(action.text, call)
+    if not text.strip():
+        raise ActionFailed("the comment's text rendered empty")
+
+    def change(data: Any) -> bool:
+        comments = data.get("comments")
+        if comments is None:
+            comments = data["comments"] = []
+        comments.append({"text": text})
+        return True
+
+    edit = _edit_yaml(path, models.Incident, call.config, change)
+    return publish(call, path, edit, f"Comment on {tracker.file_id(path)}")
+
+
+def _automation_action(enabled: bool) -> Callable[[Call], str]:
+    def run(call: Call) -> str:
+        automation_id = _target_id(call, "automation_id")
+        tip = gitcmd.ref_value(call.root, call.branch_ref) or ""
+        candidates = [
+            f"{tracker.AUTOMATIONS}/{automation_id}{suffix}"
+            for suffix in tracker.AUTOMATION_SUFFIXES
+        ]
+        path = next(
+            (p for p in candidates if gitcmd.read_blob(call.root, tip, p) is not None), None
+        )
+        if path is None or models.id_problem(automation_id):
+            raise ActionFailed(f"no automation {automation_id!r} on the branch")
+        edit = _edit_yaml(path, Automation, call.config, _set("enabled", enabled))
+        verb = "Resume" if enabled else "Pause"
+        return publish(call, path, edit, f"{verb} automation {automation_id}")
+
+    return run
+
+
+def declare_incident(call: Call) -> str:
+    action: models.DeclareIncident = call.action
+    name = render(action.name, call).strip()
+    if not name:
+        raise ActionFailed("the incident's name rendered empty")
+    incident_id = f"{_slug(name)}-{call.firing['id'][:8]}"
+    path = f"{tracker.INCIDENTS}/{incident_id}.yaml"
+    data = CommentedMap()
+    data["name"] = name
+    data["severity"] = action.severity
+    summary = render(action.summary, call)
+    if summary.strip():
+        data["summary"] = summary
+    if action.tags:
+        data["tags"] = list(action.tags)
+    related = _related(call) if action.related == "inferred" else list(action.related)
+    if related:
+        data["related_resources"] = related
+    data.yaml_set_start_comment(
+        f"Declared by the automation {call.automation.name!r} ({call.key})."
+    )
+
+    def edit(old: bytes | None) -> bytes | None:
+        if old is not None:
+            return old  # declared already, by an earlier attempt
+        writer = YAML(typ="rt")
+        writer.width = 4096  # never wrap a long name or summary
+        out = io.StringIO()
+        writer.dump(data, out)
+        return _check(path, out.getvalue().encode(), models.Incident, call.config)
+
+    return publish(call, path, edit, f"Declare {incident_id}: {name}")
+
+
+def _related(call: Call) -> list[str]:
+    """The triggering event's resources, except the git actor and commit and tags."""
+    event = call.event or {}
+    found: list[str] = []
+    for resource in [event.get("resource") or {}, *(event.get("related") or ())]:
+        resource_id = resource.get("prefect.resource.id", "")
+        role = resource.get("prefect.resource.role")
+        if role in ("actor", "commit", "tag") or resource_id.startswith("git."):
+            continue
+        if re.fullmatch(models.RESOURCE_ID_PATTERN, resource_id) and resource_id not in found:
+            found.append(resource_id)
+    return found
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60].strip("-")
+    return slug or "incident"
+
+
+EXECUTORS: dict[str, Callable[[Call], str]] = {
+    "do-nothing": do_nothing,
+    "call-webhook": call_webhook,
+    "send-notification": send_notification,
+    "declare-incident": declare_incident,
+    "resolve-incident": resolve_incident,
+    "reopen-incident": reopen_incident,
+    "change-incident-severity": change_incident_severity,
+    "comment-on-incident": comment_on_incident,
+    "pause-automation": _automation_action(False),
+    "resume-automation": _automation_action(True),
+    **dict.fromkeys(PREFECT_API, prefect_api),
+}
+
+
+def describe(call: Call) -> str:
+    """What running the action would do, worked out without doing it (for `plan`)."""
+    action = call.action
+    try:
+        if action.type == "call-webhook":
+            where = f"webhook {action.target}" if action.target else _redacted(action.url)
+            return f"POST to {where}"
+        if action.type == "send-notification":
+            return f"notify {action.target}: {render(action.subject, call)}"
+        if action.type == "declare-incident":
+            return f"declare {render(action.name, call).strip()!r} ({action.severity})"
+        if action.type == "do-nothing":
+            return "record the firing"
+        field = getattr(type(action), "id_field", None)
+        target = _target_id(call, field) if field else "the triggering flow run"
+        if action.type == "change-incident-severity":
+            return f"set the severity of {target} to {action.severity}"
+        if action.type == "comment-on-incident":
+            return f"comment on {target}: {render(action.text, call)[:80]!r}"
+        needs = " (needs PREFECT_API_URL)" if action.type in PREFECT_API else ""
+        return f"{action.type.split('-')[0]} {target}{needs}"
+    except ActionFailed as exc:
+        return f"would fail: {exc}"

@@ -1,0 +1,84 @@
+"""`status`: the engine's position, armed windows and open or doubtful actions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from gitops_incidents import gitcmd
+from gitops_incidents.commands import UsageError
+from gitops_incidents.engine import Engine, restored_windows
+from gitops_incidents.triggers import iso
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="position in history, armed triggers, actions pending, failed or unknown",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        engine = Engine(args.repo)
+        _, state = engine.ledger.read()
+        head = engine.head()
+        windows = restored_windows(engine, state)
+        behind = (
+            int(gitcmd.run(args.repo, "rev-list", "--count", f"{state.position}..{head}"))
+            if state.position
+            else None
+        )
+    except gitcmd.GitError as exc:
+        raise UsageError(str(exc)) from None
+    attention = [
+        i
+        for i in state.invocations.values()
+        if i.status in ("pending", "running", "unknown", "failed")
+    ]
+    if args.format == "json":
+        data = {
+            "ref": engine.ledger.ref,
+            "position": state.position,
+            "commits_behind": behind,
+            "windows": [
+                {
+                    "automation": w.automation,
+                    "trigger": w.trigger,
+                    "key": list(w.key),
+                    "posture": w.posture,
+                    "start": iso(w.start),
+                    "deadline": iso(w.end),
+                    "count": w.count,
+                    "threshold": w.threshold,
+                }
+                for w in windows
+            ],
+            "actions": [
+                {"invocation": i.key, "type": i.type, "status": i.status, "detail": i.detail}
+                for i in attention
+            ],
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    if state.position is None:
+        print(f"not started: the first apply starts at {head[:12]}", file=sys.stderr)
+    else:
+        lag = "up to date" if not behind else f"{behind} commit(s) behind {engine.branch_ref}"
+        print(f"position: {state.position[:12]} ({lag})", file=sys.stderr)
+    print(f"armed windows: {len(windows)}", file=sys.stderr)
+    for w in windows:
+        key = f" [{', '.join(w.key)}]" if any(w.key) else ""
+        print(
+            f"  {w.automation} {w.trigger}{key}: {w.posture}, {w.count}/{w.threshold} "
+            f"since {iso(w.start)}, deadline {iso(w.end)}",
+            file=sys.stderr,
+        )
+    print(f"actions needing attention: {len(attention)}", file=sys.stderr)
+    for i in attention:
+        print(f"  {i.status}: {i.key} ({i.type}) {i.detail}".rstrip(), file=sys.stderr)
+    return 0

@@ -1,0 +1,532 @@
+"""The automation engine: history -> events -> triggers -> firings -> ledger -> actions.
+
+`apply` works in two phases, each published to the ledger by compare-and-swap:
+
+1. evaluate: the commits since the recorded position are walked, their
+   events fed to the evaluator, proactive deadlines checked at the clock; the
+   new position, windows and firings (every invocation `pending`) are
+   published together. Two runners evaluate alike; one wins, the other reads
+   its result.
+2. act: each open invocation is claimed (`running`, with the runner's id),
+   run, and recorded (`done` or `failed`). A claim whose runner died is taken
+   over: the action runs again where its sink is idempotent, and is marked
+   `unknown` otherwise.
+
+Commits made by actions are evaluated in the next round of the same `apply`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitops_incidents import actions, gitcmd, tracker
+from gitops_incidents.events import Event, IncidentState
+from gitops_incidents.faults import crashpoint
+from gitops_incidents.history import History, Step
+from gitops_incidents.ledger import (
+    AutomationRecord,
+    FiringRecord,
+    Invocation,
+    Ledger,
+    State,
+    claim,
+)
+from gitops_incidents.models import Automation, Config, Context
+from gitops_incidents.triggers import Evaluator, Firing, Window, timestamp
+from gitops_incidents.validation import Finding, parse_file
+
+# Rounds of one `apply`: evaluate, act, and again for the commits the actions made.
+MAX_ROUNDS = 5
+# External event ids are remembered this long (event time) to ignore duplicates.
+DEDUPLICATE_FOR = 7 * 86400.0
+
+
+@dataclass
+class Outcome:
+    key: str
+    automation: str  # its name
+    type: str
+    status: str
+    detail: str
+
+
+@dataclass
+class Report:
+    fired: list[FiringRecord] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status in ("failed", "unknown") for o in self.outcomes)
+
+
+def branch_ref(root: Path, config: Config) -> str:
+    """The configured branch if it exists, else the branch checked out."""
+    ref = f"refs/heads/{config.branch}"
+    if gitcmd.ref_value(root, ref) is not None:
+        return ref
+    try:
+        return gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip()
+    except gitcmd.GitError:
+        raise gitcmd.GitError(
+            f"no branch {config.branch!r} here, and HEAD is detached: "
+            "set `branch:` in gitops-incidents.yaml or check the branch out"
+        ) from None
+
+
+def config_at(root: Path, rev: str) -> Config:
+    data = gitcmd.read_blob(root, rev, tracker.CONFIG_FILE)
+    if data is None:
+        return Config()
+    config, _ = parse_file(tracker.CONFIG_FILE, data, Config, Context())
+    return config or Config()
+
+
+def read_automation(
+    root: Path, config: Config, path: str, blob: str
+) -> tuple[Automation | None, list[Finding]]:
+    """One automation file version, validated against `config`."""
+    data = gitcmd.run_bytes(root, "cat-file", "blob", blob)
+    return parse_file(path, data, Automation, Context(config, tracker.file_id(path)))
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A firing, with the automation version in force when it fired."""
+
+    firing: Firing
+    record: AutomationRecord
+    automation: Automation
+
+
+class _Automations:
+    """The automations in force while history is walked, and the evaluator's rules."""
+
+    def __init__(
+        self, root: Path, config: Config, records: dict[str, AutomationRecord], evaluator: Evaluator
+    ) -> None:
+        self.root, self.config, self.records, self.evaluator = root, config, records, evaluator
+        self._parsed: dict[tuple[str, str], tuple[Automation | None, list[Finding]]] = {}
+        for automation_id, record in records.items():
+            automation = self.parse(record.path, record.blob)[0]
+            if automation is not None and record.enabled:
+                evaluator.load(automation_id, automation, record.enabled_at)
+
+    def parse(self, path: str, blob: str) -> tuple[Automation | None, list[Finding]]:
+        if (path, blob) not in self._parsed:
+            self._parsed[path, blob] = read_automation(self.root, self.config, path, blob)
+        return self._parsed[path, blob]
+
+    def stamp(self, firings: Iterable[Firing]) -> list[Fired]:
+        stamped = []
+        for firing in firings:
+            record = self.records[firing.automation]
+            automation = self.parse(record.path, record.blob)[0]
+            assert automation is not None  # only valid versions are loaded
+            stamped.append(Fired(firing, record, automation))
+        return stamped
+
+    def change(self, change: gitcmd.Change, at: float, findings: list[Finding]) -> None:
+        """An automation file added, edited or removed by a commit at `at`: in force for
+        the events of later commits."""
+        path = change.path
+        problem = tracker.name_problem(path, tracker.Kind.AUTOMATION)
+        if problem:
+            findings.append(Finding(path, 1, 1, problem))
+            return
+        automation_id = tracker.file_id(path)
+        record = self.records.get(automation_id)
+        if change.new_blob is None:
+            if record is not None and record.path == path:
+                del self.records[automation_id]
+                self.evaluator.unload(automation_id)
+            return
+        automation, problems = self.parse(path, change.new_blob)
+        if automation is None:
+            findings.extend(problems)  # the last valid version stays in force
+            return
+        if not automation.enabled:
+            self.evaluator.unload(automation_id)
+            self.records[automation_id] = AutomationRecord(path, change.new_blob, False, at)
+            return
+        enabled_at = record.enabled_at if record is not None and record.enabled else at
+        self.records[automation_id] = AutomationRecord(path, change.new_blob, True, enabled_at)
+        self.evaluator.load(automation_id, automation, enabled_at)
+
+    def at_commit(self, rev: str, at: float) -> None:
+        """Every automation file of `rev`, in force from `at` (a first run starts here)."""
+        listing = gitcmd.run(self.root, "ls-tree", "-z", rev, f"{tracker.AUTOMATIONS}/")
+        for entry in filter(None, listing.split("\0")):
+            meta, path = entry.split("\t", 1)
+            blob = meta.split()[2]
+            self.change(gitcmd.Change("A", path, None, blob), at, [])
+
+
+def restore(root: Path, state: State, config: Config) -> tuple[Evaluator, _Automations]:
+    """An evaluator as the state left it: its automations loaded, its windows open."""
+    evaluator = Evaluator()
+    automations = _Automations(root, config, state.automations, evaluator)
+    evaluator.restore(state.windows)
+    return evaluator, automations
+
+
+def restored_windows(engine: Engine, state: State) -> list[Window]:
+    return restore(engine.root, state, config_at(engine.root, engine.head()))[0].windows()
+
+
+def _causes(state: State, commit: gitcmd.Commit) -> frozenset[str]:
+    """The automations behind a commit made by actions (its trailers), and theirs."""
+    found: set[str] = set()
+    for key in commit.actions:
+        automation, _, rest = key.partition("/")
+        found.add(automation)
+        firing = state.firings.get(rest.partition("/")[0])
+        if firing is not None:
+            found.update(firing.causes)
+    return frozenset(found)
+
+
+def _incident_of(event: Event) -> str:
+    return str(event["resource"]["prefect.resource.id"]).split(".incident.", 1)[1]
+
+
+@dataclass
+class Walk:
+    """What evaluating a stretch of history gave."""
+
+    fired: list[Fired]
+    states: dict[str, IncidentState]
+    events: list[Event]
+    findings: list[Finding]
+
+
+def evaluate_history(
+    root: Path,
+    state: State,
+    head: str,
+    *,
+    replay: bool = False,
+    clock: float | None = None,
+    writable: bool = True,
+    keep_events: bool = False,
+) -> Walk:
+    """Evaluate the main line up to `head` from `state`, which is updated in place:
+    position, ordinals, automations, windows. Firings are returned, not recorded."""
+    findings: list[Finding] = []
+    fired: list[Fired] = []
+    seen: list[Event] = []
+    with History(root, writable=writable) as history:
+        first_run = state.position is None
+        rewritten = not first_run and not _is_ancestor(root, state.position or "", head)
+        if rewritten:
+            # History was rewritten (a force-push): walk it all again, acting only on
+            # events beyond those evaluated before (counted per incident: event ids are
+            # made of the incident, the event name and this count). Windows start over.
+            state.automations, state.windows = {}, {}
+        evaluator, automations = restore(root, state, config_at(root, head))
+        if first_run and not replay:
+            # The first run starts at HEAD: nothing from before it is acted on.
+            steps: Iterable[Step] = history.walk(head)
+            for step in steps:
+                state.clock = max(state.clock, timestamp(step.occurred))
+            automations.at_commit(head, state.clock)
+        else:
+            since = None if first_run or rewritten else state.position
+            counts: dict[str, int] = {}
+            for step in history.walk(head, since=since):
+                findings.extend(step.findings)
+                causes = _causes(state, step.commit)
+                for event in step.events:
+                    if since is None:
+                        incident = _incident_of(event)
+                        count = counts[incident] = counts.get(incident, 0) + 1
+                        if count <= state.ordinals.get(incident, 0):
+                            continue
+                    if keep_events:
+                        seen.append(event)
+                    fired.extend(automations.stamp(evaluator.feed(event, causes)))
+                at = timestamp(step.occurred)
+                state.clock = max(state.clock, at)
+                for change in step.commit.changes:
+                    if tracker.classify(change.path) is tracker.Kind.AUTOMATION:
+                        automations.change(change, at, findings)
+        states = history.states()
+        if clock is not None:
+            state.clock = max(state.clock, clock)
+            fired.extend(automations.stamp(evaluator.advance(state.clock)))
+    state.position = head
+    state.ordinals = {incident_id: s.ordinal for incident_id, s in states.items()}
+    state.windows = evaluator.dump()
+    return Walk(fired, states, seen, findings)
+
+
+def _is_ancestor(root: Path, commit: str, head: str) -> bool:
+    try:
+        gitcmd.run(root, "merge-base", "--is-ancestor", commit, head)
+    except gitcmd.GitError:
+        return False
+    return True
+
+
+def invocations(automation: Automation, firing: Firing) -> list[int]:
+    """The indexes (in the combined list, SPEC 5.3) of the actions a firing runs:
+    Prefect runs `actions` on every firing, and `actions_on_trigger` or
+    `actions_on_resolve` by the trigger's new state."""
+    plain, on_trigger = len(automation.actions), len(automation.actions_on_trigger)
+    extra = (
+        range(plain, plain + on_trigger)
+        if firing.state == "Triggered"
+        else range(plain + on_trigger, len(automation.all_actions))
+    )
+    return [*range(plain), *extra]
+
+
+def record_firings(state: State, fired: Iterable[Fired], now: float) -> list[FiringRecord]:
+    """Add firings and their pending invocations to the ledger; known ones are skipped."""
+    added = []
+    for item in fired:
+        firing, automation = item.firing, item.automation
+        if firing.id in state.firings:
+            continue
+        keys = []
+        for index in invocations(automation, firing):
+            key = f"{firing.automation}/{firing.id}/{index}"
+            state.invocations[key] = Invocation(
+                key, automation.all_actions[index].type, updated=now
+            )
+            keys.append(key)
+        record = FiringRecord(
+            id=firing.id,
+            automation=firing.automation,
+            name=automation.name,
+            path=item.record.path,
+            blob=item.record.blob,
+            state=firing.state,
+            triggered=firing.triggered,
+            labels=firing.labels,
+            event=firing.event,
+            causes=sorted(firing.causes),
+            invocations=keys,
+        )
+        state.firings[firing.id] = record
+        added.append(record)
+    return added
+
+
+class Engine:
+    """One repository's engine: its branch, its ledger, its runs."""
+
+    def __init__(self, root: Path, *, output: Callable[[str], None] | None = None) -> None:
+        self.root = root
+        config = config_at(root, "HEAD") if gitcmd.ref_value(root, "HEAD") else Config()
+        self.branch_ref = branch_ref(root, config)
+        self.ledger = Ledger(root, self.branch_ref.removeprefix("refs/heads/"))
+        self.output = output or (lambda line: None)
+
+    def head(self) -> str:
+        head = gitcmd.ref_value(self.root, self.branch_ref)
+        if head is None:
+            raise gitcmd.GitError(f"{self.branch_ref} has no commits yet")
+        return head
+
+    def apply(self, *, as_of: float | None = None, replay: bool = False) -> Report:
+        report = Report()
+        _, state = self.ledger.read()
+        if replay and state.position is not None:
+            raise gitcmd.GitError(
+                f"the engine already started (at {state.position[:12]}): "
+                "--replay applies to a repository's first run only"
+            )
+        for _ in range(MAX_ROUNDS):
+            position = self._evaluate(report, replay=replay, clock=as_of or time.time())
+            replay = False
+            self._act(report)
+            if self.head() == position:
+                break
+        return report
+
+    def ingest(self, events: list[Event]) -> Report:
+        """External events, evaluated with the same engine and ledger."""
+        report = Report()
+        self._evaluate(report, replay=False, clock=None)
+
+        def feed(state: State) -> list[FiringRecord]:
+            evaluator, automations = restore(self.root, state, config_at(self.root, self.head()))
+            fired: list[Fired] = []
+            for event in events:
+                if event["id"] in state.ingested:
+                    continue
+                state.ingested[event["id"]] = timestamp(event["occurred"])
+                fired.extend(automations.stamp(evaluator.feed(event)))
+            newest = max(state.ingested.values(), default=0.0)
+            state.ingested = {
+                i: at for i, at in state.ingested.items() if at >= newest - DEDUPLICATE_FOR
+            }
+            state.windows = evaluator.dump()
+            return record_firings(state, fired, time.time())
+
+        report.fired.extend(self.ledger.update(feed, "ingest: external events"))
+        self._act(report)
+        return report
+
+    def _evaluate(self, report: Report, *, replay: bool, clock: float | None) -> str:
+        """Phase 1: evaluate the new commits and publish position, windows and firings."""
+        while True:
+            commit, state = self.ledger.read()
+            head = self.head()
+            walk = evaluate_history(self.root, state, head, replay=replay, clock=clock)
+            fired = record_firings(state, walk.fired, time.time())
+            crashpoint("before-state")
+            message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
+            if self.ledger.write(state, commit, message) is not None:
+                report.fired.extend(fired)
+                report.findings.extend(walk.findings)
+                self._states = walk.states
+                return head
+
+    def _act(self, report: Report) -> None:
+        """Phase 2: claim, run and record every open invocation."""
+        _, state = self.ledger.read()
+        open_keys = sorted(
+            (i.key for i in state.open_invocations()),
+            key=lambda key: (state.firings[key.split("/")[1]].triggered, key),
+        )
+        for key in open_keys:
+            decision = self.ledger.update(functools.partial(_claim, key=key), f"claim {key}")
+            if decision == "skip":
+                continue
+            firing = state.firings[key.split("/")[1]]
+            if decision == "unknown":
+                report.outcomes.append(
+                    Outcome(key, firing.name, state.invocations[key].type, "unknown", UNKNOWN)
+                )
+                continue
+            status, detail = self._run(state, key, recovering=decision == "recover")
+            record = functools.partial(_record, key=key, status=status, detail=detail)
+            self.ledger.update(record, f"{status} {key}")
+            report.outcomes.append(
+                Outcome(key, firing.name, state.invocations[key].type, status, detail)
+            )
+
+    def _run(self, state: State, key: str, *, recovering: bool) -> tuple[str, str]:
+        automation_id, firing_id, index = key.split("/")
+        firing = state.firings[firing_id]
+        config = config_at(self.root, self.head())
+        automation, problems = read_automation(self.root, config, firing.path, firing.blob)
+        if automation is None:
+            return "failed", f"the automation no longer validates: {problems[0]}"
+        call = actions.Call(
+            root=self.root,
+            branch_ref=self.branch_ref,
+            config=config,
+            key=key,
+            automation_id=automation_id,
+            automation=automation,
+            action=automation.all_actions[int(index)],
+            firing={
+                "id": firing.id,
+                "state": firing.state,
+                "triggered": firing.triggered,
+                "labels": firing.labels,
+            },
+            event=firing.event,
+            incidents=self._states,
+            recovering=recovering,
+        )
+        try:
+            return "done", actions.execute(call)
+        except actions.ActionFailed as exc:
+            return "failed", str(exc)
+
+
+UNKNOWN = (
+    "a runner stopped after starting this action and before recording its outcome; "
+    "its sink is not idempotent, so it is not run again: check it by hand"
+)
+
+
+def _claim(state: State, key: str) -> str:
+    invocation = state.invocations[key]
+    now = time.time()
+    if invocation.status == "pending":
+        decision = "recover" if invocation.attempts else "run"
+    elif invocation.status == "running" and invocation.claim and invocation.claim.abandoned(now):
+        if invocation.type not in actions.IDEMPOTENT:
+            invocation.status, invocation.detail, invocation.claim = "unknown", UNKNOWN, None
+            invocation.updated = now
+            return "unknown"
+        decision = "recover"
+    else:
+        return "skip"
+    invocation.status, invocation.claim = "running", claim(now)
+    invocation.attempts += 1
+    invocation.updated = now
+    return decision
+
+
+def _record(state: State, key: str, status: str, detail: str) -> None:
+    invocation = state.invocations[key]
+    invocation.status = "done" if status == "done" else "failed"
+    invocation.detail, invocation.claim, invocation.updated = detail, None, time.time()
+
+
+@dataclass
+class Planned:
+    """One firing `plan` foresees, and what each of its actions would do."""
+
+    automation: str  # its name
+    state: str
+    event: Event | None
+    actions: list[tuple[str, str]]  # (type, what it would do)
+
+
+@dataclass
+class Plan:
+    events: list[Event]
+    planned: list[Planned]
+    findings: list[Finding]
+
+
+def plan(root: Path, base: str, head: str) -> Plan:
+    """The events of base..head and what the automations would do, from the state at
+    `base` (the engine's own if it stands there). Writes nothing: no ref, no cache."""
+    if not _is_ancestor(root, base, head):
+        raise gitcmd.GitError(f"{base[:12]} is not an ancestor of {head[:12]}")
+    config = config_at(root, head)
+    _, recorded = Ledger(root, branch_ref(root, config).removeprefix("refs/heads/")).read()
+    if recorded.position == base:
+        state = recorded
+    else:
+        # Automations as they stand at base, in force from its time, with no open windows.
+        state = State(position=base)
+        at = float(gitcmd.run(root, "show", "-s", "--format=%ct", base).strip())
+        _Automations(root, config, state.automations, Evaluator()).at_commit(base, at)
+    walk = evaluate_history(root, state, head, writable=False, keep_events=True)
+    planned = []
+    for item in walk.fired:
+        firing, automation = item.firing, item.automation
+        described: list[tuple[str, str]] = []
+        for index in invocations(automation, firing):
+            action = automation.all_actions[index]
+            call = actions.Call(
+                root=root,
+                branch_ref="",
+                config=config,
+                key=f"{firing.automation}/{firing.id}/{index}",
+                automation_id=firing.automation,
+                automation=automation,
+                action=action,
+                firing={"id": firing.id, "state": firing.state, "labels": firing.labels},
+                event=firing.event,
+                incidents=walk.states,
+                recovering=False,
+            )
+            described.append((action.type, actions.describe(call)))
+        planned.append(Planned(automation.name, firing.state, firing.event, described))
+    return Plan(walk.events, planned, walk.findings)

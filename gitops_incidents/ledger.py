@@ -1,0 +1,194 @@
+"""The engine's durable state (SPEC 5.4), kept in git itself.
+
+One JSON file, `engine.json`, in a commit on `refs/gitops-incidents/<branch>`:
+the position in history, the open trigger windows, the automations in force,
+and the ledger of every firing and action invocation. Each change is a new
+commit on that ref, published by compare-and-swap (`git update-ref ref new
+old`), so two runners never both win, and the ref's own history is the
+engine's audit trail. Runners on other machines share it by push and fetch:
+
+    git push origin 'refs/gitops-incidents/*:refs/gitops-incidents/*'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from gitops_incidents import gitcmd
+
+STATE_FILE = "engine.json"
+FORMAT = 1
+T = TypeVar("T")
+
+Status = Literal["pending", "running", "done", "failed", "unknown"]
+# A claim older than this, by a runner on another machine, is taken as abandoned
+# (on the same machine, the claimant's process is asked directly).
+LEASE = 15 * 60.0
+
+
+@dataclass
+class Claim:
+    """Who is running an invocation: a runner on a host, with its process id."""
+
+    runner: str
+    host: str
+    pid: int
+    at: float
+
+    def abandoned(self, now: float) -> bool:
+        if self.host == socket.gethostname():
+            return not _alive(self.pid)
+        return now - self.at > LEASE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not running either.
+    try:
+        with Path(f"/proc/{pid}/stat").open() as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Invocation:
+    """One action of one firing: `<automation>/<firing>/<index>`."""
+
+    key: str
+    type: str
+    status: Status = "pending"
+    attempts: int = 0
+    detail: str = ""
+    claim: Claim | None = None
+    updated: float = 0.0
+
+
+@dataclass
+class FiringRecord:
+    id: str
+    automation: str
+    name: str  # the automation's name when it fired
+    path: str
+    blob: str  # the automation file version that fired: its actions run
+    state: str
+    triggered: float
+    labels: dict[str, str]
+    event: dict[str, Any] | None
+    causes: list[str]
+    invocations: list[str]  # keys, in action order
+
+
+@dataclass
+class AutomationRecord:
+    """An automation in force at the position: its file version and since when."""
+
+    path: str
+    blob: str
+    enabled: bool
+    enabled_at: float  # the time of the commit that added or enabled it
+
+
+@dataclass
+class State:
+    position: str | None = None  # the last main-line commit evaluated
+    clock: float = 0.0  # the latest time evaluated: event time, or the --as-of clock
+    ordinals: dict[str, int] = field(default_factory=dict)  # events evaluated, per incident
+    automations: dict[str, AutomationRecord] = field(default_factory=dict)
+    windows: dict[str, Any] = field(default_factory=dict)  # Evaluator.dump()
+    firings: dict[str, FiringRecord] = field(default_factory=dict)
+    invocations: dict[str, Invocation] = field(default_factory=dict)
+    ingested: dict[str, float] = field(default_factory=dict)  # external event id -> occurred
+
+    def to_json(self) -> bytes:
+        data = {"format": FORMAT, **asdict(self)}
+        # One key a line: git stores each new version as a small delta of the last.
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> State:
+        raw = json.loads(data)
+        if raw.pop("format", None) != FORMAT:
+            raise gitcmd.GitError(f"{STATE_FILE}: written by another version of gitops-incidents")
+        invocations = {}
+        for key, value in raw["invocations"].items():
+            claim = value.pop("claim")
+            invocations[key] = Invocation(**value, claim=Claim(**claim) if claim else None)
+        return cls(
+            position=raw["position"],
+            clock=raw["clock"],
+            ordinals=raw["ordinals"],
+            automations={k: AutomationRecord(**v) for k, v in raw["automations"].items()},
+            windows=raw["windows"],
+            firings={k: FiringRecord(**v) for k, v in raw["firings"].items()},
+            invocations=invocations,
+            ingested=raw["ingested"],
+        )
+
+    def open_invocations(self) -> list[Invocation]:
+        return [i for i in self.invocations.values() if i.status in ("pending", "running")]
+
+
+RUNNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def claim(now: float) -> Claim:
+    return Claim(RUNNER, socket.gethostname(), os.getpid(), now)
+
+
+class Ledger:
+    """The state of one branch's engine, read and updated by compare-and-swap."""
+
+    def __init__(self, root: Path, branch: str) -> None:
+        self.root = root
+        self.ref = f"refs/gitops-incidents/{branch}"
+
+    def read(self) -> tuple[str | None, State]:
+        commit = gitcmd.ref_value(self.root, self.ref)
+        if commit is None:
+            return None, State()
+        data = gitcmd.read_blob(self.root, commit, STATE_FILE)
+        if data is None:
+            raise gitcmd.GitError(f"{self.ref} has no {STATE_FILE}")
+        return commit, State.from_json(data)
+
+    def write(self, state: State, expected: str | None, message: str) -> str | None:
+        """Publish `state` if the ref is still at `expected`: the new commit, or None."""
+        commit = gitcmd.commit_tree(
+            self.root,
+            expected,
+            {STATE_FILE: state.to_json()},
+            message,
+            env={
+                "GIT_AUTHOR_NAME": "gitops-incidents",
+                "GIT_AUTHOR_EMAIL": "engine@gitops-incidents.invalid",
+                "GIT_COMMITTER_NAME": "gitops-incidents",
+                "GIT_COMMITTER_EMAIL": "engine@gitops-incidents.invalid",
+            },
+        )
+        return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
+
+    def update(self, change: Callable[[State], T], message: str) -> T:
+        """Apply `change` to the newest state and publish it; on a lost race, read
+        the winner's state and apply `change` again. `change` must be repeatable."""
+        delay = 0.01
+        while True:
+            commit, state = self.read()
+            result = change(state)
+            if self.write(state, commit, message) is not None:
+                return result
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

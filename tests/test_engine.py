@@ -1,0 +1,610 @@
+"""The automation engine end to end: real git repositories, a real HTTP server on
+127.0.0.1, `apply` in this process and in separate processes (crashes, races)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gitops_incidents import gitcmd
+from gitops_incidents.cli import main
+from gitops_incidents.faults import CRASH_EXIT
+from gitops_incidents.ledger import Ledger
+from tests.conftest import Repo
+from tests.webhook_server import Receiver, serve
+
+T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
+NS = "prefect-cloud"
+BOT = ("gitops-incidents", "bot@example.invalid")
+
+CONFIG = """\
+bot: {name: gitops-incidents, email: bot@example.invalid}
+notifiers:
+  hook: {kind: webhook, url_env: HOOK_URL}
+  slack: {kind: slack, url_env: SLACK_URL}
+  teams: {kind: teams, url_env: TEAMS_URL}
+  apprise: {kind: apprise, url_env: APPRISE_URL}
+webhooks:
+  pager: {url_env: PAGER_URL}
+"""
+
+
+def incident(name: str, severity: str = "SEV-2", extra: str = "") -> str:
+    return f"name: {name}\nseverity: {severity}\n{extra}"
+
+
+def automation(expect: str, actions_yaml: str, extra: str = "") -> str:
+    return (
+        f"name: on {expect}\n"
+        "trigger:\n"
+        f"  match: {{prefect.resource.id: {NS}.incident.*}}\n"
+        f"  expect: [{expect}]\n"
+        "  posture: Reactive\n"
+        f"{extra}"
+        f"actions:\n{actions_yaml}"
+    )
+
+
+PAGER = "  - type: call-webhook\n    target: pager\n"
+SLACK = "  - type: send-notification\n    target: slack\n    body: '{{ event.resource.name }}'\n"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+@pytest.fixture
+def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    """A tracker repository whose notifiers and webhooks point at the local server."""
+    for name in ("HOOK", "SLACK", "TEAMS", "PAGER"):
+        monkeypatch.setenv(f"{name}_URL", receiver.url(f"/{name.lower()}"))
+    monkeypatch.setenv("APPRISE_URL", receiver.url("/apprise").replace("http://", "json://"))
+    monkeypatch.setenv("GITOPS_INCIDENTS_RETRY_DELAY", "0.01")
+    monkeypatch.delenv("GITOPS_INCIDENTS_CRASH", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    repo.write("gitops-incidents.yaml", CONFIG)
+    repo.write("incidents/old.yaml", incident("Before the engine"))
+    repo.commit("start", when=T0)
+    return repo
+
+
+def apply(repo: Repo, *args: str) -> int:
+    return main(["--repo", str(repo.path), "apply", *args])
+
+
+def apply_process(repo: Repo, *args: str, crash: str | None = None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    if crash:
+        env["GITOPS_INCIDENTS_CRASH"] = crash
+    return subprocess.Popen(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), "apply"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def state(repo: Repo) -> dict[str, str]:
+    """Each invocation's status."""
+    _, engine_state = Ledger(repo.path, "main").read()
+    return {key: i.status for key, i in engine_state.invocations.items()}
+
+
+def bot_commits(repo: Repo) -> list[str]:
+    log = repo.git("log", "--format=%H %an", "main")
+    return [line.split()[0] for line in log.splitlines() if line.endswith(BOT[0])]
+
+
+# -- the basics ----------------------------------------------------------------------------
+
+
+def test_first_apply_starts_at_head_then_acts_once_per_firing(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 10)
+    assert apply(tracker) == 0
+    assert receiver.to("/pager") == []  # nothing from before the first run
+
+    tracker.write("incidents/db.yaml", incident("Database down"))
+    tracker.commit("declare", when=T0 + 20)
+    assert apply(tracker) == 0
+    assert apply(tracker) == 0  # a re-run finds nothing new
+    (request,) = receiver.to("/pager")
+    event = request.json()
+    assert event["event"] == f"{NS}.incident.declared"
+    assert event["resource"]["prefect.resource.name"] == "Database down"
+    key = request.headers["Idempotency-Key"]
+    assert key.startswith("page/") and key.endswith("/0")
+    assert state(tracker) == {key: "done"}
+
+
+def test_replay_acts_on_the_past_but_not_before_an_automation_existed(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    tracker.write("incidents/a.yaml", incident("Before the automation"))
+    tracker.commit("a", when=T0 + 10)
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 20)
+    tracker.write("incidents/b.yaml", incident("After the automation"))
+    tracker.commit("b", when=T0 + 30)
+    assert apply(tracker, "--replay") == 0
+    names = [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
+    assert names == ["After the automation"]
+    assert apply(tracker, "--replay") == 2  # only a first run replays
+
+
+def test_automation_added_later_never_acts_on_the_past(tracker: Repo, receiver: Receiver) -> None:
+    assert apply(tracker) == 0
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("a", when=T0 + 10)
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.write("incidents/b.yaml", incident("B, in the commit that adds the automation"))
+    tracker.commit("page on declare, and b", when=T0 + 20)
+    tracker.write("incidents/c.yaml", incident("C"))
+    tracker.commit("c", when=T0 + 20)  # the same second: still after
+    assert apply(tracker) == 0
+    names = [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
+    assert names == ["C"]
+
+
+def test_paused_automation_does_not_act_and_resumes_for_new_events_only(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    page = automation(f"{NS}.incident.declared", PAGER)
+    tracker.write("automations/page.yaml", page)
+    tracker.commit("page", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("automations/page.yaml", page.replace("name:", "enabled: false\nname:"))
+    tracker.commit("pause", when=T0 + 2)
+    tracker.write("incidents/a.yaml", incident("While paused"))
+    tracker.commit("a", when=T0 + 3)
+    tracker.write("automations/page.yaml", page)
+    tracker.commit("resume", when=T0 + 4)
+    tracker.write("incidents/b.yaml", incident("After resuming"))
+    tracker.commit("b", when=T0 + 5)
+    assert apply(tracker) == 0
+    names = [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
+    assert names == ["After resuming"]
+
+
+# -- crashes -------------------------------------------------------------------------------
+
+
+def _declare_with(tracker: Repo, actions_yaml: str, count: int = 1) -> None:
+    tracker.write("automations/act.yaml", automation(f"{NS}.incident.declared", actions_yaml))
+    tracker.commit("automation", when=T0 + 1)
+    assert apply(tracker) == 0
+    for n in range(count):
+        tracker.write(f"incidents/i{n}.yaml", incident(f"Incident {n}"))
+    tracker.commit("declare", when=T0 + 2)
+
+
+def test_crash_after_sending_a_webhook_resends_with_the_same_key(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    _declare_with(tracker, PAGER)
+    crashed = apply_process(tracker, crash="after-send")
+    assert crashed.wait() == CRASH_EXIT
+    assert list(state(tracker).values()) == ["running"]
+    assert apply(tracker) == 0
+    # Delivered twice with one Idempotency-Key: an idempotent receiver acts once.
+    assert list(receiver.deliveries("/pager").values()) == [2]
+    assert list(state(tracker).values()) == ["done"]
+    assert apply(tracker) == 0
+    assert len(receiver.to("/pager")) == 2
+
+
+def test_crash_after_sending_a_notification_is_unknown_never_resent(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _declare_with(tracker, SLACK)
+    assert apply_process(tracker, crash="after-send").wait() == CRASH_EXIT
+    assert apply(tracker) == 1  # the outcome is unknown: reported, exit 1
+    assert len(receiver.to("/slack")) == 1
+    assert list(state(tracker).values()) == ["unknown"]
+    assert apply(tracker) == 0  # reported once; never sent again
+    assert len(receiver.to("/slack")) == 1
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "status"]) == 0
+    assert "unknown: act/" in capsys.readouterr().err
+
+
+def test_crash_before_the_state_is_recorded_evaluates_again_once(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    _declare_with(tracker, PAGER + SLACK)
+    assert apply_process(tracker, crash="before-state").wait() == CRASH_EXIT
+    assert receiver.requests == []
+    assert apply(tracker) == 0
+    assert len(receiver.to("/pager")) == 1 and len(receiver.to("/slack")) == 1
+
+
+COMMENT = "  - type: comment-on-incident\n    source: inferred\n    text: Seen by {{ automation.name }}.\n"
+
+
+def test_crash_after_committing_finds_the_commit_instead_of_committing_again(
+    tracker: Repo,
+) -> None:
+    _declare_with(tracker, COMMENT)
+    assert apply_process(tracker, crash="after-commit").wait() == CRASH_EXIT
+    assert len(bot_commits(tracker)) == 1
+    assert apply(tracker) == 0
+    assert len(bot_commits(tracker)) == 1
+    _, engine_state = Ledger(tracker.path, "main").read()
+    (invocation,) = engine_state.invocations.values()
+    assert invocation.status == "done" and "found after a restart" in invocation.detail
+    text = gitcmd.read_blob(tracker.path, "main", "incidents/i0.yaml") or b""
+    assert text.count(b"Seen by") == 1
+
+
+def test_two_runners_racing_deliver_each_action_exactly_once(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    _declare_with(tracker, PAGER + SLACK + COMMENT, count=6)
+    runners = [apply_process(tracker) for _ in range(3)]
+    for runner in runners:
+        _, err = runner.communicate(timeout=120)
+        assert runner.returncode == 0, err.decode()
+    assert apply(tracker) == 0
+    pager, slack = receiver.deliveries("/pager"), receiver.deliveries("/slack")
+    assert len(pager) == 6 and set(pager.values()) == {1}
+    assert len(slack) == 6 and set(slack.values()) == {1}
+    assert len(bot_commits(tracker)) == 6
+    assert set(state(tracker).values()) == {"done"}
+
+
+# -- commits by actions ----------------------------------------------------------------------
+
+
+def test_a_human_commit_landing_meanwhile_is_kept(
+    tracker: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _declare_with(tracker, COMMENT)
+    real = gitcmd.commit_tree
+    landed: list[str] = []
+
+    def racing_commit_tree(
+        root: Path,
+        parent: str | None,
+        files: dict[str, bytes | None],
+        message: str,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        if "incidents/i0.yaml" in files and not landed:
+            # Between the action's read of the branch and its publishing.
+            tracker.write(
+                "incidents/i0.yaml", incident("Incident 0", extra="summary: by a human\n")
+            )
+            landed.append(tracker.commit("human edit", author=("Human", "h@example.invalid")))
+        return real(root, parent, files, message, env)
+
+    monkeypatch.setattr(gitcmd, "commit_tree", racing_commit_tree)
+    assert apply(tracker) == 0
+    (bot,) = bot_commits(tracker)
+    assert tracker.git("rev-parse", f"{bot}^").strip() == landed[0]
+    text = (gitcmd.read_blob(tracker.path, "main", "incidents/i0.yaml") or b"").decode()
+    assert "summary: by a human" in text and "Seen by" in text
+    # The checked-out working tree follows the branch.
+    assert "Seen by" in (tracker.path / "incidents/i0.yaml").read_text()
+    assert tracker.git("status", "--porcelain") == ""
+
+
+def test_action_commits_carry_the_bot_the_trailer_and_gits_dates(
+    tracker: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _declare_with(tracker, COMMENT)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{T0 + 500} +0000")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", f"@{T0 + 400} +0000")
+    assert apply(tracker) == 0
+    (bot,) = bot_commits(tracker)
+    fields = tracker.git("show", "-s", "--format=%an|%ae|%at|%ct|%(trailers:valueonly)", bot)
+    name, email, authored, committed, trailer = fields.strip().split("|")
+    assert (name, email) == BOT
+    assert (int(authored), int(committed)) == (T0 + 400, T0 + 500)
+    assert trailer.startswith("act/") and trailer.endswith("/0")
+
+
+def test_loop_guard_stops_an_automation_reacting_to_itself(tracker: Repo) -> None:
+    tracker.write(
+        "automations/echo.yaml",
+        automation(f"{NS}.incident.comment.added", COMMENT),
+    )
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("echo comments", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/a.yaml", incident("A", extra="comments:\n  - text: hello\n"))
+    tracker.commit("comment", when=T0 + 2)
+    assert apply(tracker) == 0
+    assert apply(tracker) == 0
+    assert len(bot_commits(tracker)) == 1  # its own comment does not trigger it again
+
+
+def test_automations_chain_through_commits_within_one_apply(tracker: Repo) -> None:
+    """declare -> (A) comment -> (B) severity change: the second commit is evaluated in
+    the same apply, and each automation acts once."""
+    tracker.write("automations/a.yaml", automation(f"{NS}.incident.declared", COMMENT))
+    severity = "  - type: change-incident-severity\n    source: inferred\n    severity: SEV-1\n"
+    tracker.write("automations/b.yaml", automation(f"{NS}.incident.comment.added", severity))
+    tracker.commit("automations", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/x.yaml", incident("X"))
+    tracker.commit("declare", when=T0 + 2)
+    assert apply(tracker) == 0
+    text = (gitcmd.read_blob(tracker.path, "main", "incidents/x.yaml") or b"").decode()
+    assert "severity: SEV-1" in text and "Seen by on" in text
+    assert len(bot_commits(tracker)) == 2
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_pause_automation_flips_enabled_in_yaml_and_json(tracker: Repo, suffix: str) -> None:
+    target = {
+        "name": "target",
+        "trigger": {"expect": ["x"], "posture": "Reactive"},
+        "actions": [{"type": "do-nothing"}],
+    }
+    if suffix == ".json":
+        tracker.write(f"automations/target{suffix}", json.dumps(target, indent=4) + "\n")
+    else:
+        tracker.write(
+            f"automations/target{suffix}",
+            "# kept\nname: target\ntrigger: {expect: [x], posture: Reactive}\n"
+            "actions:\n  - type: do-nothing\n",
+        )
+    pause = "  - type: pause-automation\n    automation_id: target\n"
+    tracker.write("automations/pauser.yaml", automation(f"{NS}.incident.declared", pause))
+    tracker.commit("automations", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/x.yaml", incident("X"))
+    tracker.commit("declare", when=T0 + 2)
+    assert apply(tracker) == 0
+    text = (gitcmd.read_blob(tracker.path, "main", f"automations/target{suffix}") or b"").decode()
+    if suffix == ".json":
+        assert json.loads(text)["enabled"] is False and '\n    "name"' in text
+    else:
+        assert text.startswith("# kept\n") and "enabled: false" in text
+    assert main(["--repo", str(tracker.path), "validate"]) == 0
+
+
+def test_declare_incident_writes_a_valid_file_with_inferred_resources(tracker: Repo) -> None:
+    declare = (
+        "  - type: declare-incident\n"
+        "    name: 'Follow-up of {{ event.resource.name }}'\n"
+        "    summary: 'Opened because {{ event.resource.id }} was declared.'\n"
+        "    severity: SEV-3\n"
+        "    tags: [follow-up]\n"
+    )
+    tracker.write(
+        "automations/follow.yaml",
+        automation(f"{NS}.incident.declared", declare).replace(
+            "  posture", "  match_related: {prefect.resource.role: work-pool}\n  posture"
+        ),
+    )
+    tracker.commit("follow-ups", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write(
+        "incidents/x.yaml",
+        incident("Pool <b>down</b>", extra="related_resources: [prefect.work-pool.k8s]\n"),
+    )
+    tracker.commit("declare", when=T0 + 2)
+    assert apply(tracker) == 0
+    files = sorted(p.name for p in (tracker.path / "incidents").iterdir())
+    (declared,) = [f for f in files if f.startswith("follow-up-of-pool-b-down-b-")]
+    text = (tracker.path / "incidents" / declared).read_text()
+    assert "name: Follow-up of Pool <b>down</b>" in text
+    assert "prefect.work-pool.k8s" in text and f"{NS}.incident.x" in text
+    assert main(["--repo", str(tracker.path), "validate"]) == 0
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_failures_are_recorded_with_reasons_and_block_nothing(
+    tracker: Repo,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PAGER_URL", "http://127.0.0.1:9/unreachable")  # discard port: refused
+    monkeypatch.delenv("TEAMS_URL")
+    receiver.failures["/hook"] = 2  # two 503s, then 200: transient, retried
+    broken_template = "  - type: send-notification\n    target: slack\n    body: '{{ 1 / 0 }}'\n"
+    teams = "  - type: send-notification\n    target: teams\n    body: x\n"
+    hook = "  - type: send-notification\n    target: hook\n    body: '{{ event.event }}'\n"
+    prefect = "  - type: pause-work-pool\n    work_pool_id: k8s\n"
+    _declare_with(tracker, PAGER + broken_template + teams + prefect + hook)
+    capsys.readouterr()
+    assert apply(tracker) == 1
+    err = capsys.readouterr().err
+    assert (
+        "failed: on prefect-cloud.incident.declared: call-webhook: POST http://127.0.0.1:9/…: ConnectError"
+        in err
+    )
+    assert "(after 3 attempts)" in err
+    assert "template failed at render time: division by zero" in err
+    assert "environment variable TEAMS_URL is not set" in err
+    assert "PREFECT_API_URL" in err
+    statuses = sorted(state(tracker).values())
+    assert statuses == ["done", "failed", "failed", "failed", "failed"]
+    assert len(receiver.to("/hook")) == 3
+    # A later commit is still processed; failed actions are not run again.
+    tracker.write("incidents/later.yaml", incident("Later"))
+    tracker.commit("later", when=T0 + 3)
+    assert apply(tracker) == 1
+    assert len(receiver.to("/hook")) == 4
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "status"]) == 0
+    assert capsys.readouterr().err.count("failed: act/") == 8
+
+
+def test_apprise_and_teams_notifications(tracker: Repo, receiver: Receiver) -> None:
+    notify = (
+        "  - type: send-notification\n    target: apprise\n    subject: 'Declared'\n"
+        "    body: '{{ event.resource.name }}'\n"
+        "  - type: send-notification\n    target: teams\n    body: '{{ event.resource.name }}'\n"
+    )
+    _declare_with(tracker, notify)
+    assert apply(tracker) == 0
+    (sent,) = receiver.to("/apprise")
+    assert sent.json()["title"] == "Declared" and sent.json()["message"] == "Incident 0"
+    (card,) = receiver.to("/teams")
+    assert card.json()["text"] == "Incident 0"
+
+
+# -- history rewritten -----------------------------------------------------------------------
+
+
+def test_force_push_with_the_same_changes_fires_nothing_again(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.*", PAGER))
+    base = tracker.commit("page on anything", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("declare a", when=T0 + 2)
+    tracker.write("incidents/a.yaml", incident("A", severity="SEV-1"))
+    tracker.commit("raise a", when=T0 + 3)
+    assert apply(tracker) == 0
+    assert len(receiver.to("/pager")) == 2
+    # The same changes again, as new commits (other messages and dates): a rebase.
+    tracker.git("reset", "-q", "--hard", base)
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("Declare A (reworded)", when=T0 + 50)
+    tracker.write("incidents/a.yaml", incident("A", severity="SEV-1"))
+    tracker.commit("Raise A (reworded)", when=T0 + 60)
+    assert apply(tracker) == 0
+    assert len(receiver.to("/pager")) == 2
+    # A genuinely new change after the rewrite still fires.
+    tracker.write("incidents/a.yaml", incident("A", severity="SEV-1", extra="status: resolved\n"))
+    tracker.commit("resolve a", when=T0 + 70)
+    assert apply(tracker) == 0
+    assert [r.json()["event"] for r in receiver.to("/pager")][-1] == f"{NS}.incident.resolved"
+    assert len(receiver.to("/pager")) == 3
+
+
+# -- proactive deadlines, status, plan, ingest -----------------------------------------------
+
+STALE = """\
+name: stale
+trigger:
+  match: {prefect.resource.id: prefect-cloud.incident.*}
+  after: [prefect-cloud.incident.declared]
+  expect: [prefect-cloud.incident.comment.added]
+  for_each: [prefect.resource.id]
+  posture: Proactive
+  within: PT30M
+actions:
+  - type: send-notification
+    target: hook
+    body: 'No update on {{ event.resource.name }}'
+"""
+
+
+def test_proactive_deadline_at_the_clock_and_status(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write("automations/stale.yaml", STALE)
+    tracker.commit("stale", when=T0 + 1)
+    assert apply(tracker, "--as-of", "2027-01-15T08:00:01Z") == 0
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.write("incidents/b.yaml", incident("B"))
+    tracker.commit("declare", when=T0 + 60)
+    tracker.write("incidents/b.yaml", incident("B", extra="comments: [{text: on it}]\n"))
+    tracker.commit("comment b", when=T0 + 120)
+    assert apply(tracker, "--as-of", "2027-01-15T08:10:00Z") == 0
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "status", "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [(w["key"], w["deadline"]) for w in status["windows"]] == [
+        ([f"{NS}.incident.a"], "2027-01-15T08:31:00Z"),
+        ([f"{NS}.incident.b"], "2027-01-15T08:31:00Z"),
+    ]
+    assert receiver.to("/hook") == []
+    assert apply(tracker, "--as-of", "2027-01-15T08:31:00Z") == 0
+    assert [r.json()["body"] for r in receiver.to("/hook")] == ["No update on A"]
+    assert apply(tracker, "--as-of", "2027-01-15T09:31:00Z") == 0
+    assert len(receiver.to("/hook")) == 1
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_plan_shows_what_would_fire_and_changes_nothing(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER + COMMENT))
+    tracker.commit("page", when=T0 + 1)
+    assert apply(tracker) == 0  # the engine and its cache exist: plan must leave both alone
+    tracker.git("checkout", "-q", "-b", "proposal")
+    tracker.write("incidents/new.yaml", incident("Proposed"))
+    tracker.commit("propose", when=T0 + 2)
+    before = _snapshot(tracker.path)
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "plan", "--format", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert [e["event"] for e in planned["events"]] == [f"{NS}.incident.declared"]
+    (firing,) = planned["firings"]
+    assert firing["automation"] == f"on {NS}.incident.declared"
+    assert [a["would"] for a in firing["actions"]] == [
+        "POST to webhook pager",
+        "comment on new: 'Seen by on prefect-cloud.incident.declared.'",
+    ]
+    assert _snapshot(tracker.path) == before
+    assert receiver.requests == []
+
+
+def test_ingest_external_events_declares_once_and_ignores_duplicates(
+    tracker: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write(
+        "automations/etl.yaml",
+        "name: ETL failing\n"
+        "trigger:\n"
+        "  match: {prefect.resource.id: prefect.flow-run.*}\n"
+        "  match_related: {prefect.resource.id: prefect.deployment.etl}\n"
+        "  expect: [prefect.flow-run.Failed]\n"
+        "  posture: Reactive\n  threshold: 3\n  within: PT1H\n"
+        "actions:\n"
+        "  - type: declare-incident\n    name: ETL failing\n    severity: SEV-2\n",
+    )
+    tracker.commit("etl", when=T0 + 1)
+    assert apply(tracker) == 0
+    lines = [
+        json.dumps(
+            {
+                "id": f"e{n}",
+                "occurred": f"2027-01-15T09:0{n}:00Z",
+                "event": "prefect.flow-run.Failed",
+                "resource": {"prefect.resource.id": f"prefect.flow-run.r{n}"},
+                "related": [
+                    {
+                        "prefect.resource.id": "prefect.deployment.etl",
+                        "prefect.resource.role": "deployment",
+                    }
+                ],
+            }
+        )
+        for n in range(3)
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([lines[0], lines[0], lines[1], "{not json", lines[2]]) + "\n")
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "ingest", str(events)]) == 1  # the bad line
+    assert f"{events}:4:1: not JSON" in capsys.readouterr().err
+    assert main(["--repo", str(tracker.path), "ingest", str(events)]) == 1
+    declared = [p.name for p in (tracker.path / "incidents").iterdir() if p.name.startswith("etl-")]
+    assert len(declared) == 1
+    text = (tracker.path / "incidents" / declared[0]).read_text()
+    assert "prefect.deployment.etl" in text and "prefect.flow-run.r2" in text
