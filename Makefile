@@ -20,6 +20,8 @@ demo: $(STAMP)
 	@echo "events: $$(wc -l < $(VENV)/events.jsonl) derived from this repository's history" \
 		"($(VENV)/events.jsonl); the last one:" >&2
 	@tail -n 1 $(VENV)/events.jsonl
+	@echo "what the automations would do over this repository's whole history:" >&2
+	$(BIN)/gitops-incidents plan --base "$$(git rev-list --max-parents=0 HEAD | tail -n 1)"
 
 test: lint typecheck unit
 

@@ -32,12 +32,12 @@ FIELDS = (
     "metadata",
 )
 # A fixed namespace for uuid5 ids: the same history always gives the same ids.
-_ID_NAMESPACE = uuid.UUID("6f0f3f2c-6a3e-5b7e-9d1c-2b7f5e0c9a41").bytes
+EVENT_NAMESPACE = uuid.UUID("6f0f3f2c-6a3e-5b7e-9d1c-2b7f5e0c9a41").bytes
 
 
-def _uuid5(name: str) -> str:
+def uuid5(name: str, namespace: bytes = EVENT_NAMESPACE) -> str:
     """uuid.uuid5(namespace, name) as a string, without its object overhead (hot path)."""
-    digest = bytearray(hashlib.sha1(_ID_NAMESPACE + name.encode()).digest()[:16])
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
@@ -289,7 +289,7 @@ class _Emitter:
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         state = self.state
         event_name = f"{self.commit.namespace}.incident.{name}"
-        event_id = _uuid5(f"{self.resource_id}\0{event_name}\0{state.ordinal}")
+        event_id = uuid5(f"{self.resource_id}\0{event_name}\0{state.ordinal}")
         self.events.append(
             {
                 "id": event_id,

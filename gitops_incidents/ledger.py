@@ -122,7 +122,7 @@ class State:
     def from_json(cls, data: bytes) -> State:
         raw = json.loads(data)
         if raw.pop("format", None) != FORMAT:
-            raise gitcmd.GitError(f"{STATE_FILE}: written by another version of gitops-incidents")
+            raise ValueError("written by another version of gitops-incidents")
         invocations = {}
         for key, value in raw["invocations"].items():
             claim = value.pop("claim")
@@ -161,24 +161,37 @@ class Ledger:
         if commit is None:
             return None, State()
         data = gitcmd.read_blob(self.root, commit, STATE_FILE)
-        if data is None:
-            raise gitcmd.GitError(f"{self.ref} has no {STATE_FILE}")
-        return commit, State.from_json(data)
+        try:
+            if data is None:
+                raise ValueError("the file is missing")
+            return commit, State.from_json(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Never guess at a damaged ledger: actions could run twice. Its history has
+            # the last good version (git log <ref>).
+            raise gitcmd.GitError(
+                f"{self.ref}:{STATE_FILE} cannot be read ({exc}); restore a good version "
+                f"with git update-ref {self.ref} <commit> (see git log {self.ref})"
+            ) from None
 
     def write(self, state: State, expected: str | None, message: str) -> str | None:
         """Publish `state` if the ref is still at `expected`: the new commit, or None."""
-        commit = gitcmd.commit_tree(
-            self.root,
-            expected,
-            {STATE_FILE: state.to_json()},
-            message,
+        root = self.root
+        blob = gitcmd.run(root, "hash-object", "-w", "--stdin", stdin=state.to_json()).strip()
+        tree = gitcmd.run(root, "mktree", stdin=f"100644 blob {blob}\t{STATE_FILE}\n".encode())
+        parents = ["-p", expected] if expected else []
+        commit = gitcmd.run(
+            root,
+            "commit-tree",
+            tree.strip(),
+            *parents,
+            stdin=message.encode(),
             env={
                 "GIT_AUTHOR_NAME": "gitops-incidents",
                 "GIT_AUTHOR_EMAIL": "engine@gitops-incidents.invalid",
                 "GIT_COMMITTER_NAME": "gitops-incidents",
                 "GIT_COMMITTER_EMAIL": "engine@gitops-incidents.invalid",
             },
-        )
+        ).strip()
         return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
 
     def update(self, change: Callable[[State], T], message: str) -> T:

@@ -17,11 +17,12 @@ import heapq
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gitops_incidents.events import uuid5
 from gitops_incidents.models import Automation, CompoundTrigger, EventTrigger, SequenceTrigger
 
 Event = dict[str, Any]
@@ -35,7 +36,7 @@ LOOKBACK = 15 * 60.0
 # An expired reactive window is swept this long after its end
 # (Prefect's PREFECT_EVENTS_EXPIRED_BUCKET_BUFFER).
 SWEEP_AFTER = 60.0
-_FIRING_NAMESPACE = uuid.UUID("3d0c4a8e-2b9f-5c61-8f0e-7a5d9b1c2e34")
+_FIRING_NAMESPACE = uuid.UUID("3d0c4a8e-2b9f-5c61-8f0e-7a5d9b1c2e34").bytes
 
 
 @functools.lru_cache(maxsize=65536)
@@ -71,23 +72,42 @@ class Spec:
 
     def __init__(self, spec: dict[str, str | list[str]]) -> None:
         self.labels: list[tuple[str, Callable[[str], bool], list[Callable[[str], bool]]]] = []
-        for label, values in spec.items():
+        for name, values in spec.items():
             listed = [values] if isinstance(values, str) else values
             positive = glob(tuple(v for v in listed if not v.startswith("!")))
             negated = [glob((v[1:],)) for v in listed if v.startswith("!")]
-            self.labels.append((label, positive, negated))
+            self.labels.append((name, positive, negated))
 
     def __bool__(self) -> bool:
         return bool(self.labels)
 
     def matches(self, resource: dict[str, Any]) -> bool:
-        for label, positive, negated in self.labels:
-            value = resource.get(label)
+        for name, positive, negated in self.labels:
+            value = resource.get(name)
             if value is None:
                 return False
-            if not (positive(value) or any(not test(value) for test in negated)):
+            if positive(value):
+                continue
+            # OR within the list: a negated value the label does not match also counts.
+            for test in negated:
+                if not test(value):
+                    break
+            else:
                 return False
         return True
+
+    def any_matches(self, resources: list[dict[str, Any]]) -> bool:
+        return any(self.matches(resource) for resource in resources)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(canonical: str) -> Spec:
+    return Spec(json.loads(canonical))
+
+
+def spec(raw: dict[str, str | list[str]]) -> Spec:
+    """One Spec object per distinct specification, so an event tests each once."""
+    return _spec(json.dumps(raw, sort_keys=True))
 
 
 def find_label(event: Event, label: str) -> str | None:
@@ -121,7 +141,8 @@ class Firing:
 
 
 def _firing_id(*parts: object) -> str:
-    return str(uuid.uuid5(_FIRING_NAMESPACE, json.dumps(parts, default=str)))
+    """Deterministic: the same events give the same firings, in every run and runner."""
+    return uuid5("\x1f".join(map(str, parts)), _FIRING_NAMESPACE)
 
 
 # -- compiled triggers -------------------------------------------------------------------
@@ -151,16 +172,28 @@ class _Leaf:
         # Prefect's event_pattern: with no `expect`, every event is of interest.
         names = (*trigger.expect, *trigger.after)
         self.interested = glob(tuple(sorted(names))) if trigger.expect else _always
-        self.match = Spec(trigger.match)
-        self.match_related = [s for s in (Spec(spec) for spec in trigger.match_related) if s]
+        self.match = spec(trigger.match) if trigger.match else None  # {} matches anything
+        self.match_related = [s for s in map(spec, trigger.match_related) if s]
         self.for_each = sorted(trigger.for_each)
         self.always_armed = not self.reactive and not trigger.after and not trigger.for_each
 
-    def covers(self, event: Event) -> bool:
-        if self.match and not self.match.matches(event["resource"]):
-            return False
-        related = event.get("related") or ()
-        return all(any(spec.matches(r) for r in related) for spec in self.match_related)
+    def covers(self, event: Event, tested: dict[Spec, bool], related: dict[Spec, bool]) -> bool:
+        """`tested` and `related` hold this event's results of specs tested before:
+        automations often share them (the same resource kind, role or tag)."""
+        match = self.match
+        if match is not None:
+            hit = tested.get(match)
+            if hit is None:
+                hit = tested[match] = match.matches(event["resource"])
+            if not hit:
+                return False
+        for each in self.match_related:
+            hit = related.get(each)
+            if hit is None:
+                hit = related[each] = each.any_matches(event.get("related") or [])
+            if not hit:
+                return False
+        return True
 
     def key(self, event: Event) -> Key:
         return tuple(find_label(event, label) or "" for label in self.for_each)
@@ -319,10 +352,12 @@ class Evaluator:
                 if leaf.interested(name)
             ]
         self._causes = causes
+        tested: dict[Spec, bool] = {}
+        related: dict[Spec, bool] = {}
         for leaf in leaves:
             if leaf.rule.automation in causes or now < leaf.rule.enabled_at:
                 continue
-            if leaf.covers(event):
+            if leaf.covers(event, tested, related):
                 self._react(leaf, event, name, now, firings)
         self._causes = frozenset()
         return firings
@@ -578,15 +613,3 @@ class Evaluator:
             leaf = leaves.get((automation, path))
             if automation in same and leaf is not None:
                 self._tripped[leaf, tuple(key)] = firing
-
-
-def evaluate_all(
-    evaluator: Evaluator, events: Iterable[Event], now: float | None = None
-) -> list[Firing]:
-    """Every firing of `events`, then of the deadlines up to `now`: for tests and `plan`."""
-    firings: list[Firing] = []
-    for event in events:
-        firings.extend(evaluator.feed(event))
-    if now is not None:
-        firings.extend(evaluator.advance(now))
-    return firings

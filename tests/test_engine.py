@@ -14,6 +14,7 @@ import pytest
 
 from gitops_incidents import gitcmd
 from gitops_incidents.cli import main
+from gitops_incidents.commands.ingest import parse_event
 from gitops_incidents.faults import CRASH_EXIT
 from gitops_incidents.ledger import Ledger
 from tests.conftest import Repo
@@ -608,3 +609,58 @@ def test_ingest_external_events_declares_once_and_ignores_duplicates(
     assert len(declared) == 1
     text = (tracker.path / "incidents" / declared[0]).read_text()
     assert "prefect.deployment.etl" in text and "prefect.flow-run.r2" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b"[]", "expected a JSON object (a Prefect event)"),
+        (
+            b"{",
+            "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            b"[" * 100_000,
+            "not JSON: maximum recursion depth exceeded while decoding a JSON array from a unicode string",
+        ),
+        (b'{"id": "x", "event": "e"}', "the event has no 'occurred' string"),
+        (
+            b'{"id": "x", "event": "e", "occurred": "2027-01-01T00:00:00Z"}',
+            "the event has no resource with a 'prefect.resource.id'",
+        ),
+        (
+            b'{"id": "x", "event": "e", "occurred": "yesterday", "resource": {"prefect.resource.id": "a.b"}}',
+            "'occurred' is not an ISO 8601 time: 'yesterday'",
+        ),
+        (
+            b'{"id": "x", "event": "e", "occurred": "2027-01-01T00:00:00", "resource": {"prefect.resource.id": "a.b"}}',
+            "'occurred' has no time zone",
+        ),
+        (
+            b'{"id": "x", "event": "e", "occurred": "2027-01-01T00:00:00Z", "resource": {"prefect.resource.id": "a.b", "n": 1}}',
+            "resource labels must be strings",
+        ),
+        (
+            b'{"id": "x", "event": "e", "occurred": "2027-01-01T00:00:00Z", "resource": {"prefect.resource.id": "a.b"}, "related": {}}',
+            "'related' must be a list of resources",
+        ),
+        (b"x" * (1 << 20) + b"x", "the line is over 1048576 bytes"),
+    ],
+)
+def test_ingest_rejects_what_is_not_an_event(line: bytes, problem: str) -> None:
+    assert parse_event(line) == ({}, problem)
+
+
+def test_a_damaged_ledger_is_a_clear_error_not_a_guess(
+    tracker: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply(tracker) == 0
+    ledger = Ledger(tracker.path, "main")
+    commit, _ = ledger.read()
+    damaged = gitcmd.commit_tree(tracker.path, commit, {"engine.json": b"{not json"}, "damage")
+    assert gitcmd.update_ref(tracker.path, ledger.ref, damaged, commit)
+    capsys.readouterr()
+    assert apply(tracker) == 2
+    err = capsys.readouterr().err
+    assert "refs/gitops-incidents/main:engine.json cannot be read" in err
+    assert "git update-ref refs/gitops-incidents/main <commit>" in err

@@ -75,6 +75,9 @@ def parse_event(line: bytes) -> tuple[dict[str, Any], str | None]:
     related = event.setdefault("related", [])
     if not isinstance(related, list) or not all(isinstance(r, dict) for r in related):
         return {}, "'related' must be a list of resources"
+    for labels in (resource, *related):
+        if not all(isinstance(value, str) for value in labels.values()):
+            return {}, "resource labels must be strings"
     try:
         moment = datetime.fromisoformat(event["occurred"])
     except ValueError:
