@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_incidents import actions, gitcmd, tracker
 from gitops_incidents.events import Event, IncidentState
 from gitops_incidents.faults import crashpoint
-from gitops_incidents.history import History, Step
+from gitops_incidents.history import History
 from gitops_incidents.ledger import (
     AutomationRecord,
     FiringRecord,
@@ -59,7 +59,6 @@ class Report:
     fired: list[FiringRecord] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -232,8 +231,7 @@ def evaluate_history(
         evaluator, automations = restore(root, state, config_at(root, head))
         if first_run and not replay:
             # The first run starts at HEAD: nothing from before it is acted on.
-            steps: Iterable[Step] = history.walk(head)
-            for step in steps:
+            for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
             automations.at_commit(head, state.clock)
         else:
@@ -322,12 +320,12 @@ def record_firings(state: State, fired: Iterable[Fired], now: float) -> list[Fir
 class Engine:
     """One repository's engine: its branch, its ledger, its runs."""
 
-    def __init__(self, root: Path, *, output: Callable[[str], None] | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         config = config_at(root, "HEAD") if gitcmd.ref_value(root, "HEAD") else Config()
         self.branch_ref = branch_ref(root, config)
         self.ledger = Ledger(root, self.branch_ref.removeprefix("refs/heads/"))
-        self.output = output or (lambda line: None)
+        self._states: dict[str, IncidentState] = {}  # incidents as of the last evaluation
 
     def head(self) -> str:
         head = gitcmd.ref_value(self.root, self.branch_ref)
@@ -455,7 +453,7 @@ def _claim(state: State, key: str) -> str:
     invocation = state.invocations[key]
     now = time.time()
     if invocation.status == "pending":
-        decision = "recover" if invocation.attempts else "run"
+        decision = "run"
     elif invocation.status == "running" and invocation.claim and invocation.claim.abandoned(now):
         if invocation.type not in actions.IDEMPOTENT:
             invocation.status, invocation.detail, invocation.claim = "unknown", UNKNOWN, None

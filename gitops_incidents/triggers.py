@@ -484,10 +484,24 @@ class Evaluator:
         if state == "Triggered" and not leaf.reactive and leaf.parent is None:
             self._tripped[leaf, key] = firing_id
         labels = dict(zip(leaf.for_each, key, strict=True))
-        if leaf.parent is None:
-            out.append(self._firing(leaf.rule, firing_id, state, now, labels, event))
+        self._deliver(leaf, firing_id, state, now, labels, event, out)
+
+    def _deliver(
+        self,
+        fired: _Leaf | _Node,
+        firing_id: str,
+        state: TriggerState,
+        now: float,
+        labels: dict[str, str],
+        event: Event | None,
+        out: list[Firing],
+    ) -> None:
+        """A trigger fired: the automation's firing, or a child firing of its parent."""
+        if fired.parent is None:
+            causes = self._causes | {fired.rule.automation}
+            out.append(Firing(firing_id, fired.rule.automation, state, now, labels, event, causes))
         else:
-            self._child_fired(leaf.parent, leaf.path, firing_id, now, labels, event, out)
+            self._child_fired(fired.parent, fired.path, firing_id, now, labels, event, out)
 
     def _child_fired(
         self,
@@ -501,7 +515,8 @@ class Evaluator:
     ) -> None:
         index = int(child_path[len(node.path) :].split(".", 1)[0])
         if node.expected == 1:
-            self._up(node, _firing_id(node.ident, firing_id), now, labels, event, out)
+            composite = _firing_id(node.ident, firing_id)
+            self._deliver(node, composite, "Triggered", now, labels, event, out)
             return
         slots = self._slots.setdefault(node, {})
         if node.within is not None:
@@ -512,34 +527,7 @@ class Evaluator:
         if node.ready(slots):
             parent_id = _firing_id(node.ident, sorted(s.firing for s in slots.values()))
             del self._slots[node]
-            self._up(node, parent_id, now, labels, event, out)
-
-    def _up(
-        self,
-        node: _Node,
-        firing_id: str,
-        now: float,
-        labels: dict[str, str],
-        event: Event | None,
-        out: list[Firing],
-    ) -> None:
-        if node.parent is None:
-            out.append(self._firing(node.rule, firing_id, "Triggered", now, labels, event))
-        else:
-            self._child_fired(node.parent, node.path, firing_id, now, labels, event, out)
-
-    def _firing(
-        self,
-        rule: _Rule,
-        firing_id: str,
-        state: TriggerState,
-        now: float,
-        labels: dict[str, str],
-        event: Event | None,
-    ) -> Firing:
-        return Firing(
-            firing_id, rule.automation, state, now, labels, event, self._causes | {rule.automation}
-        )
+            self._deliver(node, parent_id, "Triggered", now, labels, event, out)
 
     # -- buckets
 
