@@ -664,3 +664,30 @@ def test_a_damaged_ledger_is_a_clear_error_not_a_guess(
     err = capsys.readouterr().err
     assert "refs/gitops-incidents/main:engine.json cannot be read" in err
     assert "git update-ref refs/gitops-incidents/main <commit>" in err
+
+
+def test_templates_see_the_incident_the_event_the_labels_and_the_firing(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    body = (
+        "#{{ incident.number }} {{ incident.name }} ({{ incident.severity }}, {{ incident.status }})"
+        " by {{ event.resource_in_role('actor').name }}; {{ labels['prefect.resource.id'] }};"
+        " {{ firing.state }}; {{ event.payload.new }}"
+    )
+    notify = f'  - type: send-notification\n    target: hook\n    body: "{body}"\n'
+    tracker.write(
+        "automations/t.yaml",
+        automation(
+            f"{NS}.incident.updated.severity", notify, extra="  for_each: [prefect.resource.id]\n"
+        ),
+    )
+    tracker.write("incidents/db.yaml", incident("Database down"))
+    tracker.commit("declare and automate", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/db.yaml", incident("Database down", severity="SEV-1"))
+    tracker.commit("raise", author=("Alice", "alice@example.invalid"), when=T0 + 2)
+    assert apply(tracker) == 0
+    (sent,) = receiver.to("/hook")
+    assert sent.json()["body"] == (
+        f"#2 Database down (SEV-1, active) by Alice; {NS}.incident.db; Triggered; SEV-1"
+    )
