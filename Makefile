@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,8 @@ demo: $(STAMP)
 	@tail -n 1 $(VENV)/events.jsonl
 	@echo "what the automations would do over this repository's whole history:" >&2
 	$(BIN)/gitops-incidents plan --base "$$(git rev-list --max-parents=0 HEAD | tail -n 1)"
+	$(BIN)/gitops-incidents build
+	$(BIN)/gitops-incidents serve --dev-addr 127.0.0.1:8000
 
 test: lint typecheck unit
 
@@ -32,8 +34,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The browser tests run Debian's chromium; it is installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests" >&2; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 # pytest exits 5 when it collected nothing: here that is a failure, not a pass.
-unit: $(STAMP)
+unit: $(STAMP) browser
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

@@ -13,10 +13,13 @@ from gitops_incidents.commands import (
     Command,
     UsageError,
     apply,
+    build,
     events,
     ingest,
     plan,
+    report,
     schema,
+    serve,
     status,
     validate,
 )
@@ -29,6 +32,9 @@ COMMANDS: dict[str, Command] = {
     "apply": apply,
     "ingest": ingest,
     "status": status,
+    "build": build,
+    "serve": serve,
+    "report": report,
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2

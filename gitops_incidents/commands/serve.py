@@ -1,0 +1,28 @@
+"""`serve [--dev-addr HOST:PORT]`: preview the site, rebuilt on each commit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gitops_incidents.commands.build import config_file, log_to_stderr
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="preview the site on 127.0.0.1:8000, rebuilt on each commit (live reload)",
+    )
+    parser.add_argument("--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mkdocs.commands.serve import serve  # imported when used: slow
+
+    mkdocs_file = config_file(args.repo)
+    log_to_stderr()
+    print(f"serving the site on http://{args.dev_addr}/ (Ctrl-C stops)", file=sys.stderr)
+    serve(config_file=str(mkdocs_file), dev_addr=args.dev_addr, livereload=True)
+    return 0

@@ -1,0 +1,322 @@
+"""The published site's content (SPEC 6): Markdown pages with front matter, and
+the files offered for download, generated from the repository and its history.
+
+The generator owns all content; a builder (MkDocs with Material, through the
+thin `mkdocs_plugin`) only turns the pages into HTML. Every page is rendered
+by Jinja with autoescaping, so text from files is escaped; the Markdown fields
+(summaries, impact, comments) are rendered here and sanitized by nh3, with
+links to http(s) and mailto only. Pages hold raw HTML blocks, which Markdown
+passes through as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import json
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import markdown as markdown_lib
+import nh3
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from gitops_incidents import gitcmd
+from gitops_incidents.history import incident_histories
+from gitops_incidents.ledger import Ledger, State
+from gitops_incidents.models import Config
+from gitops_incidents.timeline import (
+    Incident,
+    duration_text,
+    incident,
+    report,
+    report_json,
+    report_markdown,
+)
+
+RECENT = 10  # resolved incidents on the home page
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em", "h3", "h4",
+    "h5", "h6", "hr", "i", "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table",
+    "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+STYLE = "assets/gitops-incidents.css"
+
+_ENV = Environment(
+    loader=PackageLoader("gitops_incidents", "site_templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+# One converter, reset between texts: building one per text costs more than converting.
+_CONVERTER = markdown_lib.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+
+
+@functools.lru_cache(maxsize=8192)
+def markdown(text: str) -> Markup:
+    """A Markdown field as sanitized HTML: no script, no event handler, no style, and
+    links only to http(s) and mailto."""
+    rendered = _CONVERTER.reset().convert(text)
+    clean = nh3.clean(
+        rendered,
+        tags=ALLOWED_TAGS,
+        attributes={"a": {"href", "title"}, "abbr": {"title"}, "td": {"align"}, "th": {"align"}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
+    return Markup(clean)  # nh3's output: sanitized above
+
+
+@dataclass
+class Site:
+    pages: dict[str, str] = field(default_factory=dict)  # docs-relative path -> Markdown
+    files: dict[str, bytes] = field(default_factory=dict)  # site-relative path -> bytes
+
+
+def tag_slug(tag: str) -> str:
+    """A file name for a tag: readable, and distinct for distinct tags."""
+    slug = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")[:60] or "tag"
+    return slug if slug == tag else f"{slug}-{hashlib.sha1(tag.encode()).hexdigest()[:6]}"
+
+
+def read(root: Path, config: Config, until: str) -> list[Incident]:
+    """Every incident as the site shows it: one walk of history, and the ledger."""
+    branch = until.removeprefix("refs/heads/")
+    try:
+        _, ledger = Ledger(root, branch).read()
+        state: State | None = ledger
+    except gitcmd.GitError:
+        state = None  # a damaged ledger: pages without automation entries
+    return [incident(h, config, state) for h in incident_histories(root, until)]
+
+
+def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
+    site = Site()
+    repo_url = (config.site.repo_url or "").rstrip("/")
+    durations = {i.id: duration_text(i.duration) if i.end_time else "ongoing" for i in items}
+    slugs = {tag: tag_slug(tag) for item in items for tag in item.tags}
+    shown = [i for i in items if i.status != "deleted"]
+    order = {s.id: n for n, s in enumerate(config.severities)}
+
+    def render(template: str, path: str, prefix: str, **values: Any) -> None:
+        site.pages[path] = _ENV.get_template(template).render(
+            prefix=prefix, durations=durations, **values
+        )
+
+    for item in items:
+        render(
+            "incident.md",
+            f"incidents/{item.id}.md",
+            "../",
+            item=item,
+            page_title=html.escape(item.title),
+            description=html.escape(f"{item.severity} {item.status}: {item.name}"),
+            duration=durations[item.id],
+            summary=markdown(item.summary) if item.summary else Markup("<p>None.</p>"),
+            impact=markdown(item.impact) if item.impact else Markup("<p>Not assessed yet.</p>"),
+            tag_slugs=slugs,
+            repo_url=repo_url,
+            markdown=markdown,
+        )
+        data = report(item)
+        site.files[f"reports/{item.id}.md"] = report_markdown(item, data).encode()
+        site.files[f"reports/{item.id}.json"] = report_json(data).encode()
+
+    active = [i for i in shown if i.status == "active"]
+    by_severity: dict[str, list[Incident]] = {}
+    for item in sorted(active, key=lambda i: (order.get(i.severity, len(order)), -i.number)):
+        by_severity.setdefault(item.severity, []).append(item)
+    resolved = sorted(
+        (i for i in shown if i.status == "resolved"),
+        key=lambda i: i.end_time or "",
+        reverse=True,
+    )
+    worst = min(active, key=lambda i: order.get(i.severity, len(order)), default=None)
+    overall = (
+        f"{len(active)} active incident(s); the most severe is {worst.severity}"
+        if worst
+        else "No active incidents."
+    )
+    render(
+        "home.md",
+        "index.md",
+        "",
+        title=config.site.title,
+        overall=overall,
+        active=list(by_severity.items()),
+        resolved=resolved[:RECENT],
+    )
+    render("all.md", "incidents/index.md", "../", items=sorted(shown, key=lambda i: -i.number))
+
+    tagged: dict[str, list[Incident]] = {}
+    for item in shown:
+        for tag in item.tags:
+            tagged.setdefault(tag, []).append(item)
+    render(
+        "tags.md",
+        "tags/index.md",
+        "../",
+        tags=[(tag, slugs[tag], len(tagged[tag])) for tag in sorted(tagged)],
+    )
+    for tag, members in tagged.items():
+        render(
+            "tag.md",
+            f"tags/{slugs[tag]}.md",
+            "../",
+            tag=tag,
+            page_title=html.escape(f"Tag: {tag}"),
+            items=sorted(members, key=lambda i: -i.number),
+        )
+    render("metrics.md", "metrics.md", "", **_metrics(shown, config))
+    site.pages[STYLE] = _ENV.loader.get_source(_ENV, "style.css")[0]  # type: ignore[union-attr]
+    site.files["feed.xml"] = _atom(shown, config, site_url)
+    site.files["feed.json"] = _json_feed(shown, config, site_url)
+    return site
+
+
+def _metrics(items: list[Incident], config: Config) -> dict[str, Any]:
+    rows = []
+    for severity in config.severities:
+        spans = [i.duration for i in items if i.severity == severity.id and i.duration is not None]
+        rows.append(
+            {
+                "severity": f"{severity.id} {severity.label}",
+                "count": len(spans),
+                "median": duration_text(statistics.median(spans)) if spans else "-",
+                "mean": duration_text(statistics.fmean(spans)) if spans else "-",
+                "longest": duration_text(max(spans)) if spans else "-",
+            }
+        )
+    months = sorted(Counter(i.start_time[:7] for i in items).items())
+    height, width = 160, max(40 * len(months), 200)
+    top = max((count for _, count in months), default=1)
+    bars = [
+        {
+            "x": 40 * n + 6,
+            "w": 28,
+            "h": round(count / top * (height - 30)),
+            "y": height - 16 - round(count / top * (height - 30)),
+            "month": month,
+            "count": count,
+            "label": month[2:].replace("-", "/"),
+        }
+        for n, (month, count) in enumerate(months)
+    ]
+    return {
+        "resolve": rows,
+        "months": months,
+        "chart": {"width": width, "height": height, "bars": bars},
+    }
+
+
+def _link(site_url: str, path: str) -> str:
+    return f"{site_url.rstrip('/')}/{path}" if site_url else path
+
+
+def _atom(items: list[Incident], config: Config, site_url: str) -> bytes:
+    """An Atom feed: an entry per incident, updated by its last change."""
+    ns = "http://www.w3.org/2005/Atom"
+    feed = ElementTree.Element("feed", xmlns=ns)
+    ElementTree.SubElement(feed, "title").text = config.site.title
+    ElementTree.SubElement(feed, "id").text = _link(site_url, "feed.xml")
+    updated = max((_updated(i) for i in items), default="1970-01-01T00:00:00Z")
+    ElementTree.SubElement(feed, "updated").text = updated
+    for item in sorted(items, key=_updated, reverse=True):
+        entry = ElementTree.SubElement(feed, "entry")
+        ElementTree.SubElement(
+            entry, "title"
+        ).text = f"{item.title} ({item.severity}, {item.status})"
+        ElementTree.SubElement(entry, "id").text = f"urn:gitops-incidents:{item.id}"
+        ElementTree.SubElement(entry, "updated").text = _updated(item)
+        ElementTree.SubElement(entry, "published").text = item.start_time
+        ElementTree.SubElement(entry, "link", href=_link(site_url, f"incidents/{item.id}.html"))
+        ElementTree.SubElement(entry, "summary").text = item.summary or item.name
+        author = ElementTree.SubElement(entry, "author")
+        ElementTree.SubElement(author, "name").text = next(
+            (e.actor for e in item.entries if e.actor), "unknown"
+        )
+    return bytes(ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True))
+
+
+def _updated(item: Incident) -> str:
+    return item.entries[-1].at if item.entries else item.start_time
+
+
+def _json_feed(items: list[Incident], config: Config, site_url: str) -> bytes:
+    """A JSON Feed (jsonfeed.org, 1.1) of every incident, with its state."""
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": config.site.title,
+        "feed_url": _link(site_url, "feed.json"),
+        "items": [
+            {
+                "id": item.id,
+                "url": _link(site_url, f"incidents/{item.id}.html"),
+                "title": item.title,
+                "content_text": item.summary or item.name,
+                "date_published": item.start_time,
+                "date_modified": _updated(item),
+                "tags": item.tags,
+                "_incident": {
+                    "number": item.number,
+                    "severity": item.severity,
+                    "status": item.status,
+                    "start_time": item.start_time,
+                    "end_time": item.end_time,
+                    "resources": [r["id"] for r in item.resources],
+                },
+            }
+            for item in sorted(items, key=lambda i: -i.number)
+        ],
+    }
+    return json.dumps(feed, indent=1, ensure_ascii=False).encode()
+
+
+MANIFEST = ".manifest.json"  # a dotfile: MkDocs does not publish it
+
+
+def write_changed(files: dict[str, bytes], directory: Path) -> tuple[int, int]:
+    """Make `directory` hold exactly `files`, writing only what changed (so builders
+    and watchers see only real changes). A manifest of content hashes spares reading
+    every file back. Returns (written, removed)."""
+    manifest_path = directory / MANIFEST
+    try:
+        known: dict[str, str] = json.loads(manifest_path.read_bytes())
+    except (OSError, ValueError):
+        known = {}
+    hashes = {}
+    written = removed = 0
+    for relpath, data in files.items():
+        digest = hashes[relpath] = hashlib.sha1(data).hexdigest()
+        target = directory / relpath
+        if known.get(relpath) == digest and target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written += 1
+    stale = set(known) - set(files) if known else _all_files(directory) - set(files)
+    for relpath in stale:
+        (directory / relpath).unlink(missing_ok=True)
+        removed += 1
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps(hashes))
+    return written, removed
+
+
+def _all_files(directory: Path) -> set[str]:
+    return {
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+    }

@@ -1,0 +1,354 @@
+"""An incident's timeline and retrospective report (SPEC 6), from its events and
+the engine's ledger: what the site's pages and `report` both show.
+
+Pure: an `IncidentHistory` and ledger records in, plain data out. Rendering
+(HTML pages, Markdown, JSON) is the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from gitops_incidents.events import Event
+from gitops_incidents.history import IncidentHistory
+from gitops_incidents.ledger import State
+from gitops_incidents.models import Config, default_role
+from gitops_incidents.triggers import iso, timestamp
+
+# Fields whose old and new values fit on one line; the others are shown as edited.
+SHORT_FIELDS = ("name", "severity", "start_time", "end_time")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a timeline."""
+
+    at: str  # ISO 8601, UTC: when it was recorded (the commit, or the engine's action)
+    kind: str  # the event name after `<ns>.incident.`, or `automation`
+    title: str  # plain text: what happened
+    actor: str | None = None  # who did it (a commit's author, a comment's author)
+    actor_email: str | None = None
+    commit: str | None = None
+    text: str | None = None  # Markdown: a comment's text
+    previous: str | None = None  # Markdown: an edited or removed comment's earlier text
+    rewrite: bool = False  # history was rewritten: an edited or removed comment
+    automation: str | None = None  # for automation entries: its name
+    status: str | None = None  # for automation entries: done, failed, unknown...
+    stated: str | None = None  # a comment's own time (`at`), when it differs from `at`
+
+
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+
+
+@dataclass
+class Incident:
+    """An incident as the site and its report show it."""
+
+    id: str
+    number: int
+    name: str
+    severity: str
+    severity_label: str
+    status: str  # active, resolved, deleted
+    start_time: str
+    end_time: str | None
+    duration: float | None  # seconds from start to end, once resolved
+    summary: str
+    impact: str
+    tags: list[str]
+    resources: list[dict[str, str]]  # id, role, name
+    roles: dict[str, list[str]]
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"#{self.number} - {self.name}"
+
+
+def incident(history: IncidentHistory, config: Config, ledger: State | None) -> Incident:
+    state = history.state
+    document = state.document or _last_document(history.events)
+    labels = {s.id: s.label for s in config.severities}
+    end = state.end_time
+    return Incident(
+        id=state.id,
+        number=state.number,
+        name=str(document.get("name") or state.id),
+        severity=str(document.get("severity") or ""),
+        severity_label=labels.get(str(document.get("severity")), ""),
+        status="deleted" if state.document is None else str(document.get("status")),
+        start_time=state.start_time,
+        end_time=end,
+        duration=timestamp(end) - timestamp(state.start_time) if end else None,
+        summary=str(document.get("summary") or ""),
+        impact=str(document.get("impact") or ""),
+        tags=list(document.get("tags") or []),
+        resources=[
+            {
+                "id": r["id"],
+                "role": r.get("role") or default_role(r["id"]),
+                "name": r.get("name") or "",
+            }
+            for r in document.get("related_resources") or []
+        ],
+        roles={
+            role: [people] if isinstance(people, str) else list(people)
+            for role, people in (document.get("roles") or {}).items()
+        },
+        entries=entries(history.events, _actions_on(state.id, config, ledger), state.comments),
+    )
+
+
+def _last_document(events: list[Event]) -> dict[str, Any]:
+    """What a deleted incident last showed: its last event's summary labels."""
+    for event in reversed(events):
+        payload = event["payload"]
+        if "name" in payload:
+            return dict(payload)
+    return {}
+
+
+def entries(
+    events: Iterable[Event], actions: Iterable[Entry] = (), comments: Iterable[dict[str, Any]] = ()
+) -> list[Entry]:
+    """The timeline, oldest first: every event, the comments the incident was declared
+    with (they emit no event of their own), and the engine's actions about it."""
+    found = [_entry(event) for event in events]
+    posted = {_comment_key(e.actor, e.text, e.stated or e.at) for e in found if e.text}
+    declared = max((n for n, e in enumerate(found) if e.kind == "declared"), default=None)
+    if declared is not None:
+        start = found[declared]
+        with_declaration = [
+            Entry(
+                at=start.at,
+                kind="comment.added",
+                title="comment",
+                actor=c["author"],
+                commit=start.commit,
+                text=c["text"],
+                stated=c["at"] if c["at"] != start.at else None,
+            )
+            for c in comments
+            if _comment_key(c["author"], c["text"], c["at"]) not in posted
+        ]
+        found[declared + 1 : declared + 1] = with_declaration
+    # Stable: events keep their order; an action goes after what happened at its time.
+    return sorted([*found, *actions], key=lambda entry: timestamp(entry.at))
+
+
+def _comment_key(author: str | None, text: str | None, at: str) -> tuple[str, str, str]:
+    return (author or "", text or "", at)
+
+
+def _entry(event: Event) -> Entry:
+    kind = event["event"].split(".incident.", 1)[1]
+    payload = event["payload"]
+    actor: dict[str, str] = next(
+        (r for r in event["related"] if r.get("prefect.resource.role") == "actor"), {}
+    )
+    base = {
+        "at": event["occurred"],
+        "kind": kind,
+        "actor": actor.get("prefect.resource.name"),
+        "actor_email": actor.get("prefect.resource.id", "").removeprefix("git.author.") or None,
+        "commit": payload.get("commit"),
+    }
+    if kind.startswith("updated."):
+        name = payload["field"]
+        if name in SHORT_FIELDS:
+            title = (
+                f"{name.replace('_', ' ')}: {_short(payload['old'])} -> {_short(payload['new'])}"
+            )
+        elif name == "tags":
+            added = [t for t in payload["new"] if t not in payload["old"]]
+            removed = [t for t in payload["old"] if t not in payload["new"]]
+            changes = [f"+{t}" for t in added] + [f"-{t}" for t in removed]
+            title = f"tags: {', '.join(changes)}"
+        else:
+            title = f"{name.replace('_', ' ')} edited"
+        return Entry(title=title, **base)
+    if kind.startswith("comment."):
+        comment = payload["comment"]
+        # A comment shows its own author and time (they may differ from the commit's).
+        stated = comment["at"] if comment["at"] != event["occurred"] else None
+        base |= {"actor": comment["author"], "actor_email": None, "stated": stated}
+        if kind == "comment.added":
+            return Entry(title="comment", text=comment["text"], **base)
+        previous = payload.get("previous", comment) if kind == "comment.edited" else comment
+        return Entry(
+            title="comment edited (history rewritten)"
+            if kind == "comment.edited"
+            else "comment removed (history rewritten)",
+            text=comment["text"] if kind == "comment.edited" else None,
+            previous=previous["text"],
+            rewrite=True,
+            **base,
+        )
+    titles = {
+        "declared": f"declared ({payload.get('severity')})",
+        "resolved": "resolved",
+        "reopened": "reopened",
+        "deleted": "deleted (its file was removed)",
+    }
+    return Entry(title=titles.get(kind, kind), **base)
+
+
+def _short(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _actions_on(incident_id: str, config: Config, ledger: State | None) -> list[Entry]:
+    """What the engine's automations did on this incident's events."""
+    if ledger is None:
+        return []
+    resource = f"{config.namespace}.incident.{incident_id}"
+    found = []
+    for firing in ledger.firings.values():
+        if not firing.event or firing.event["resource"].get("prefect.resource.id") != resource:
+            continue
+        for key in firing.invocations:
+            invocation = ledger.invocations.get(key)
+            if invocation is None:
+                continue
+            found.append(
+                Entry(
+                    at=iso(invocation.updated or firing.triggered),
+                    kind="automation",
+                    title=f"{invocation.type}: {invocation.status}",
+                    text=invocation.detail or None,
+                    automation=firing.name,
+                    status=invocation.status,
+                )
+            )
+    return found
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "ongoing"
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours)
+    return " ".join([*parts, f"{minutes} min"]) if minutes or not parts else " ".join(parts)
+
+
+# -- the retrospective report -------------------------------------------------------------
+
+
+def report(item: Incident) -> dict[str, Any]:
+    """The retrospective report: fit for a compliance review, as plain data."""
+    people: set[str] = {p for names in item.roles.values() for p in names}
+    people.update(e.actor for e in item.entries if e.actor and e.kind != "automation")
+    return {
+        "incident": {
+            "id": item.id,
+            "number": item.number,
+            "name": item.name,
+            "severity": item.severity,
+            "status": item.status,
+            "start_time": item.start_time,
+            "end_time": item.end_time,
+            "tags": item.tags,
+            "related_resources": item.resources,
+            "roles": item.roles,
+            "summary": item.summary,
+            "impact": item.impact,
+        },
+        "durations": {
+            "time_to_resolve_seconds": item.duration,
+            "time_at_severity_seconds": _time_at_severity(item),
+        },
+        "participants": sorted(people),
+        "automations": [
+            {"at": e.at, "automation": e.automation, "action": e.title, "detail": e.text}
+            for e in item.entries
+            if e.kind == "automation"
+        ],
+        "timeline": [
+            {
+                name: value
+                for name in ENTRY_FIELDS
+                if (value := getattr(e, name)) not in (None, False)
+            }
+            for e in item.entries
+        ],
+    }
+
+
+def _entry_data(entry: Entry) -> dict[str, Any]:
+    """An entry's fields that are set (by hand: dataclasses.asdict deep-copies)."""
+    return {
+        name: value
+        for name in ENTRY_FIELDS
+        if (value := getattr(entry, name)) is not None and value is not False
+    }
+
+
+def _time_at_severity(item: Incident) -> dict[str, float]:
+    """Seconds at each severity from start to end (to the last event while active)."""
+    spans: dict[str, float] = {}
+    severity, since = None, timestamp(item.start_time)
+    for entry in item.entries:
+        at = timestamp(entry.at)
+        if entry.kind == "declared":
+            severity = entry.title.removeprefix("declared (").removesuffix(")")
+        elif entry.kind == "updated.severity":
+            if severity:
+                spans[severity] = spans.get(severity, 0.0) + max(at - since, 0.0)
+            severity, since = entry.title.rsplit("-> ", 1)[1], at
+    last = item.end_time or (item.entries[-1].at if item.entries else item.start_time)
+    if severity:
+        spans[severity] = spans.get(severity, 0.0) + max(timestamp(last) - since, 0.0)
+    return spans
+
+
+def report_json(data: dict[str, Any]) -> str:
+    """The report (`report(item)`) as JSON."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def report_markdown(item: Incident, data: dict[str, Any]) -> str:
+    """The report (`report(item)`) as Markdown, text escaped: no HTML from a file renders."""
+    lines = [
+        f"# Retrospective: {_md(item.title)}",
+        "",
+        f"- Severity: {_md(item.severity)} {_md(item.severity_label)}".rstrip(),
+        f"- Status: {item.status}",
+        f"- Start: {item.start_time}",
+        f"- End: {item.end_time or 'ongoing'}",
+        f"- Time to resolve: {duration_text(item.duration)}",
+    ]
+    for severity, seconds in data["durations"]["time_at_severity_seconds"].items():
+        lines.append(f"- Time at {_md(severity)}: {duration_text(seconds)}")
+    if item.tags:
+        lines.append(f"- Tags: {', '.join(_md(t) for t in item.tags)}")
+    for role, people in item.roles.items():
+        lines.append(f"- {_md(role)}: {', '.join(_md(p) for p in people)}")
+    for resource in item.resources:
+        lines.append(f"- Resource ({_md(resource['role'])}): `{resource['id']}`")
+    lines += ["", "## Summary", "", _md(item.summary) or "(none)", ""]
+    lines += ["## Impact", "", _md(item.impact) or "(none)", ""]
+    lines += ["## Participants", "", *[f"- {_md(p)}" for p in data["participants"]], ""]
+    lines += ["## Timeline", "", "| time (UTC) | who | what |", "| --- | --- | --- |"]
+    for entry in item.entries:
+        who = entry.automation if entry.kind == "automation" else entry.actor
+        what = entry.title + (f": {entry.text}" if entry.text else "")
+        if entry.stated:
+            what += f" (written for {entry.stated})"
+        if entry.commit:
+            what += f" ({entry.commit[:12]})"
+        lines.append(f"| {entry.at} | {_cell(who or '')} | {_cell(what)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """Text shown as written: HTML escaped, so a renderer shows it instead of running it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cell(text: str) -> str:
+    return _md(text).replace("|", "\\|").replace("\n", " ")

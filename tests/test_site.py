@@ -1,0 +1,276 @@
+"""The site: a real `mkdocs build` with Material of a scripted repository, its
+HTML, its downloads and feeds, and the incident page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from gitops_incidents.cli import main
+from gitops_incidents.mkdocs_plugin import staging_dir
+from tests.conftest import ROOT, Repo
+from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
+
+# Markup and script in every field a person writes; none of it may run or render.
+PAYLOAD = '<script>document.body.dataset.pwned = "script"</script>'
+IMG = "<img src=x onerror=\"document.body.dataset.pwned='img'\">"
+HOSTILE = f"""\
+name: "Broken </title><script>document.title='pwned'</script> pipeline"
+severity: SEV-2
+summary: |
+  {PAYLOAD} **bold** [click](javascript:alert(1)) [docs](https://docs.example.com)
+  {IMG}
+  <a href="data:text/html,x" onclick="alert(1)">data</a> <a href="mailto:ops@example.com">mail</a>
+impact: <iframe src="https://evil.example.com"></iframe> <style>body{{display:none}}</style>
+tags: ["<b>bold</b>", prod]
+related_resources:
+  - id: prefect.work-pool.<img>
+    name: "<svg onload=alert(1)>"
+roles: {{commander: "<u>mallory</u>"}}
+comments:
+  - text: |
+      {IMG} and {PAYLOAD}
+    author: "<i>eve</i>"
+"""
+
+
+def scripted(repo: Repo) -> Repo:
+    """The golden lifecycle (edits, comments, a rewrite, deletions), a hostile
+    incident, and the project's own MkDocs configuration with commit links."""
+    lifecycle(repo)
+    repo.write(
+        "gitops-incidents.yaml",
+        "site: {title: Test incidents, repo_url: 'https://git.example.com/org/ops'}\n",
+    )
+    repo.write("incidents/hostile.yaml", HOSTILE)
+    repo.commit("hostile", ALICE, T0 + 90_000)
+    repo.write("incidents/hostile.yaml", HOSTILE.replace("SEV-2", "SEV-1"))
+    repo.commit("raise hostile", BOB, T0 + 90_600)
+    shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
+    repo.commit("site", CAROL, T0 + 91_000)
+    return repo
+
+
+@pytest.fixture
+def built(repo: Repo) -> Path:
+    scripted(repo)
+    assert main(["--repo", str(repo.path), "build", "--out", str(repo.path / "out")]) == 0
+    return repo.path / "out"
+
+
+def page(out: Path, relpath: str) -> str:
+    return (out / relpath).read_text(encoding="utf-8")
+
+
+def main_content(html: str) -> str:
+    """The article of a Material page: what the generator wrote."""
+    return html.split('<article class="md-content__inner md-typeset">', 1)[1].split("</article>")[0]
+
+
+def test_incident_page_shows_facts_and_the_timeline_oldest_first(built: Path) -> None:
+    html = main_content(page(built, "incidents/db.html"))
+    assert "#1 - Orders database unreachable" in html
+    assert "SEV-1 Critical" in html and "resolved" in html
+    assert "<code>prefect.work-pool.k8s-prod</code>" in html
+    timeline = html.split('<ol class="gi-timeline" data-search-exclude>', 1)[1]
+    whats = re.findall(r'<span class="gi-what">(.*?)</span>', timeline)
+    assert whats[:4] == [
+        "declared (SEV-2)",
+        "severity: SEV-2 -&gt; SEV-1",
+        "tags: +database",
+        "related resources edited",
+    ]
+    assert "resolved" in whats and "reopened" in whats
+    # Who, and the commit each entry links to.
+    assert '<span class="gi-who">Alice Adams</span>' in timeline
+    assert re.search(r'href="https://git.example.com/org/ops/commit/[0-9a-f]{40}"', timeline)
+    # A comment with its own author and time.
+    assert "written for <time" in timeline and '<span class="gi-who">carol</span>' in timeline
+
+
+def test_history_rewrites_are_flagged(built: Path) -> None:
+    html = main_content(page(built, "incidents/db.html"))
+    assert "gi-rewrite" in html
+    assert (
+        "comment edited (history rewritten)" in html
+        or "comment removed (history rewritten)" in html
+    )
+
+
+def test_no_markup_or_script_from_files_reaches_the_page(built: Path) -> None:
+    html = page(built, "incidents/hostile.html")
+    article = main_content(html)
+    for tag in ("<script", "<img", "<iframe", "<style", "<svg", "<u>", "<i>", "<b>"):
+        assert tag not in article.lower().replace("<b>bold</b>", ""), tag
+    assert "onerror" not in article.replace("onerror=&quot;", "") or "&lt;img" in article
+    assert "javascript:" not in article and "data:text/html" not in article
+    assert (
+        'href="https://docs.example.com"' in article and 'href="mailto:ops@example.com"' in article
+    )
+    assert "<strong>bold</strong>" in article  # Markdown still renders
+    # The title, which Material prints without escaping, is escaped by the generator.
+    assert re.search(r"<title>#\d+ - Broken &lt;/title&gt;&lt;script&gt;", html)
+    assert "<script>document" not in html
+
+
+def test_home_listings_tags_metrics_and_feeds(built: Path) -> None:
+    home = main_content(page(built, "index.html"))
+    assert "2 active incident(s); the most severe is SEV-1" in home
+    assert 'href="incidents/hostile.html"' in home
+    everything = main_content(page(built, "incidents/index.html"))
+    assert everything.count("<tr><td>") == 2  # db and hostile; dns was deleted
+    assert "deleted (its file was removed)" in main_content(page(built, "incidents/dns.html"))
+    tags = main_content(page(built, "tags/index.html"))
+    assert "&lt;b&gt;bold&lt;/b&gt;" in tags and 'href="prod.html"' in tags
+    metrics = main_content(page(built, "metrics.html"))
+    assert "<svg" in metrics and "SEV-1 Critical" in metrics
+    # Incident pages stay out of the navigation of every page.
+    assert "incidents/db.html" not in page(built, "metrics.html").split("md-content")[0]
+    atom = ElementTree.fromstring((built / "feed.xml").read_bytes())
+    titles = [e.text for e in atom.iter("{http://www.w3.org/2005/Atom}title")]
+    assert any(t and "Broken </title><script>" in t for t in titles)  # text, escaped as XML
+    feed = json.loads((built / "feed.json").read_text())
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert {item["id"] for item in feed["items"]} >= {"db", "hostile"}
+
+
+def test_reports_for_download_match_the_report_command(
+    built: Path, repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["--repo", str(repo.path), "report", "hostile", "--format", "json"]) == 0
+    assert capsys.readouterr().out == page(built, "reports/hostile.json")
+    assert main(["--repo", str(repo.path), "report", "hostile"]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown == page(built, "reports/hostile.md")
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    report = json.loads(page(built, "reports/db.json"))
+    assert report["incident"]["status"] == "active"  # reopened
+    assert report["participants"] == sorted(report["participants"])
+    assert "Alice Adams" in report["participants"]
+    assert set(report["durations"]["time_at_severity_seconds"]) <= {"SEV-1", "SEV-2"}
+    assert main(["--repo", str(repo.path), "report", "nope"]) == 2
+
+
+def test_generation_writes_only_changed_files(repo: Repo) -> None:
+    scripted(repo)
+    out = str(repo.path / "out")
+    assert main(["--repo", str(repo.path), "build", "--out", out]) == 0
+    staging = staging_dir(repo.path)
+    before = {p: p.stat().st_mtime_ns for p in staging.rglob("*.md")}
+    repo.write("incidents/hostile.yaml", HOSTILE.replace("SEV-2", "SEV-3"))
+    repo.commit("lower hostile", ALICE, T0 + 92_000)
+    assert main(["--repo", str(repo.path), "build", "--out", out]) == 0
+    after = {p: p.stat().st_mtime_ns for p in staging.rglob("*.md")}
+    changed = sorted(p.relative_to(staging).as_posix() for p in after if after[p] != before.get(p))
+    assert "incidents/hostile.md" in changed and "incidents/db.md" not in changed
+    assert len(changed) < len(after) / 2
+
+
+# -- in a browser ----------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
+    return found
+
+
+def rendered_dom(path: Path) -> str:
+    """The DOM after the page loaded and its scripts ran, in headless Chromium."""
+    result = subprocess.run(
+        [
+            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", path.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+def test_chromium_renders_the_timeline_and_runs_no_injected_script(built: Path) -> None:
+    dom = rendered_dom(built / "incidents" / "hostile.html")
+    assert dom.count('class="gi-entry') == 3  # declared, the comment, the severity change
+    assert "gi-comment" in dom
+    body = re.search(r"<body[^>]*>", dom)
+    assert body is not None and "pwned" not in body.group(0)
+    title = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert title is not None and "pwned" not in title.group(1).replace("document.title='pwned'", "")
+    assert "Broken" in title.group(1)
+    # Material's own scripts did run: the page is interactive, search included.
+    assert "md-search" in dom
+
+
+def test_automation_actions_from_the_ledger_are_in_the_timeline(repo: Repo) -> None:
+    repo.write(
+        "automations/ack.yaml",
+        "name: Acknowledge\n"
+        "trigger: {expect: [prefect-cloud.incident.declared], posture: Reactive}\n"
+        "actions:\n"
+        "  - {type: comment-on-incident, source: inferred, text: 'Seen by {{ automation.name }}.'}\n",
+    )
+    repo.commit("automation", ALICE, T0)
+    assert main(["--repo", str(repo.path), "apply"]) == 0
+    repo.write("incidents/x.yaml", "name: X\nseverity: SEV-3\n")
+    repo.commit("declare x", BOB, T0 + 60)
+    assert main(["--repo", str(repo.path), "apply"]) == 0
+    shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
+    out = repo.path / "out"
+    assert main(["--repo", str(repo.path), "build", "--out", str(out)]) == 0
+    html = main_content(page(out, "incidents/x.html"))
+    entry = re.search(r'<li class="gi-entry gi-automation">(.*?)</li>', html, re.S)
+    assert entry is not None
+    assert "comment-on-incident: done" in entry.group(1)
+    assert "automation Acknowledge" in entry.group(1)
+    assert "Seen by Acknowledge." in html  # the bot's comment, from its commit
+    assert '<span class="gi-who">gitops-incidents</span>' in html
+
+
+def test_serve_previews_and_rebuilds_on_a_commit(repo: Repo) -> None:
+    scripted(repo)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), "serve",
+         "--dev-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        home = _fetch_when(port, "index.html", lambda text: "Test incidents" in text)
+        assert "2 active incident(s)" in home
+        repo.write("incidents/new.yaml", "name: Served fresh\nseverity: SEV-1\n")
+        repo.commit("declare new", ALICE, T0 + 95_000)
+        home = _fetch_when(port, "index.html", lambda text: "Served fresh" in text)
+        assert "3 active incident(s)" in home
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert f"serving the site on http://127.0.0.1:{port}/" in err.decode()
+
+
+def _fetch_when(port: int, path: str, ready: Callable[[str], bool], timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5) as reply:
+                text = str(reply.read().decode())
+            if ready(text):
+                return text
+        except OSError:
+            pass  # not listening yet, or rebuilding
+        time.sleep(0.5)
+    raise AssertionError(f"http://127.0.0.1:{port}/{path} never became ready: {text[:200]}")
