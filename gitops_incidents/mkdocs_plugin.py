@@ -40,11 +40,11 @@ class IncidentsPlugin(BasePlugin):  # type: ignore[type-arg,no-untyped-call]
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
         self.root = tracker.find_root(Path(config.config_file_path).resolve().parent)
-        tracker_config = config_at(self.root, "HEAD")
         try:
-            until = branch_ref(self.root, tracker_config)
+            until = branch_ref(self.root, config_at(self.root, "HEAD"))
         except gitcmd.GitError:
             until = "HEAD"  # a detached checkout (CI): the commit checked out
+        tracker_config = config_at(self.root, until)
         built = site.generate(
             site.read(self.root, tracker_config, until), tracker_config, config.site_url or ""
         )

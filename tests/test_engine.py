@@ -328,17 +328,22 @@ def test_loop_guard_stops_an_automation_reacting_to_itself(tracker: Repo) -> Non
     assert len(bot_commits(tracker)) == 1  # its own comment does not trigger it again
 
 
+def start_then_declare_x(tracker: Repo) -> None:
+    """Commit the automations written, start the engine, declare incident x, apply."""
+    tracker.commit("automations", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write("incidents/x.yaml", incident("X"))
+    tracker.commit("declare", when=T0 + 2)
+    assert apply(tracker) == 0
+
+
 def test_automations_chain_through_commits_within_one_apply(tracker: Repo) -> None:
     """declare -> (A) comment -> (B) severity change: the second commit is evaluated in
     the same apply, and each automation acts once."""
     tracker.write("automations/a.yaml", automation(f"{NS}.incident.declared", COMMENT))
     severity = "  - type: change-incident-severity\n    source: inferred\n    severity: SEV-1\n"
     tracker.write("automations/b.yaml", automation(f"{NS}.incident.comment.added", severity))
-    tracker.commit("automations", when=T0 + 1)
-    assert apply(tracker) == 0
-    tracker.write("incidents/x.yaml", incident("X"))
-    tracker.commit("declare", when=T0 + 2)
-    assert apply(tracker) == 0
+    start_then_declare_x(tracker)
     text = (gitcmd.read_blob(tracker.path, "main", "incidents/x.yaml") or b"").decode()
     assert "severity: SEV-1" in text and "Seen by on" in text
     assert len(bot_commits(tracker)) == 2
@@ -361,11 +366,7 @@ def test_pause_automation_flips_enabled_in_yaml_and_json(tracker: Repo, suffix: 
         )
     pause = "  - type: pause-automation\n    automation_id: target\n"
     tracker.write("automations/pauser.yaml", automation(f"{NS}.incident.declared", pause))
-    tracker.commit("automations", when=T0 + 1)
-    assert apply(tracker) == 0
-    tracker.write("incidents/x.yaml", incident("X"))
-    tracker.commit("declare", when=T0 + 2)
-    assert apply(tracker) == 0
+    start_then_declare_x(tracker)
     text = (gitcmd.read_blob(tracker.path, "main", f"automations/target{suffix}") or b"").decode()
     if suffix == ".json":
         assert json.loads(text)["enabled"] is False and '\n    "name"' in text

@@ -274,3 +274,11 @@ def _fetch_when(port: int, path: str, ready: Callable[[str], bool], timeout: flo
             pass  # not listening yet, or rebuilding
         time.sleep(0.5)
     raise AssertionError(f"http://127.0.0.1:{port}/{path} never became ready: {text[:200]}")
+
+
+def test_search_index_has_the_facts_but_not_the_timelines(built: Path) -> None:
+    index = json.loads(page(built, "search/search_index.json"))
+    text = json.dumps(index)
+    assert "Flow runs fail with connection refused" in text  # db's summary
+    assert "Failing over to replica db-2" not in text  # a comment, in the timeline
+    assert "Orders database unreachable" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -64,7 +64,16 @@ def run(
 
 FLOW_RUN = {"prefect.resource.id": "prefect.flow-run.*"}
 
-CASES: list[tuple[str, dict[str, Any], list[dict[str, Any] | float], list[float]]] = [
+
+class Case(NamedTuple):
+    name: str
+    trigger: dict[str, Any]
+    stream: list[dict[str, Any] | float]
+    expected: list[float]  # when the firings happen, seconds after T0
+    enabled_at: float = -3600  # when the automation was enabled, seconds after T0
+
+
+CASES: list[tuple[Any, ...]] = [
     # -- reactive, no after
     (
         "within 0 fires on every expected event",
@@ -194,47 +203,27 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any] | float], list[float]
         [ev("start", 0), ev("other", 500)],
         [500],
     ),
-]
-
-
-@pytest.mark.parametrize(
-    ("trigger", "stream", "expected"),
-    [pytest.param(t, s, e, id=name) for name, t, s, e in CASES],
-)
-def test_event_trigger(
-    trigger: dict[str, Any], stream: list[dict[str, Any] | float], expected: list[float]
-) -> None:
-    fired = run(trigger, stream)
-    assert [at for at, state, _ in fired if state == "Triggered"] == expected
-
-
-# Always-armed proactive triggers: the automation is enabled at T0, where the first
-# window starts.
-ALWAYS_ARMED: list[tuple[str, dict[str, Any], list[dict[str, Any] | float], list[float]]] = [
     (
         "proactive without after or for_each: always armed, rolling windows",
         {"expect": ["heartbeat"], "posture": "Proactive", "within": 60},
         [ev("heartbeat", 10), 60.0, 120.0, ev("heartbeat", 130), 180.0, 240.0],
         [120, 240],
+        0,  # enabled at T0, where the first window starts
     ),
     (
         "proactive, threshold 2: one event in the window is not enough",
         {"expect": ["x"], "posture": "Proactive", "threshold": 2, "within": 60},
         [ev("x", 10), ev("x", 20), 60.0, ev("x", 70), 120.0],
         [120],
+        0,
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("trigger", "stream", "expected"),
-    [pytest.param(t, s, e, id=name) for name, t, s, e in ALWAYS_ARMED],
-)
-def test_always_armed_trigger(
-    trigger: dict[str, Any], stream: list[dict[str, Any] | float], expected: list[float]
-) -> None:
-    fired = run(trigger, stream, enabled_at=0)
-    assert [at for at, state, _ in fired if state == "Triggered"] == expected
+@pytest.mark.parametrize("case", [pytest.param(Case(*c), id=c[0]) for c in CASES])
+def test_event_trigger(case: Case) -> None:
+    fired = run(case.trigger, case.stream, enabled_at=case.enabled_at)
+    assert [at for at, state, _ in fired if state == "Triggered"] == case.expected
 
 
 def test_missed_windows_of_an_always_armed_trigger_fire_once() -> None:
