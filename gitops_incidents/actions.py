@@ -83,7 +83,10 @@ class Transient(ActionFailed):
 
 def retry_delay() -> float:
     """The first backoff delay, in seconds (doubling after); tests shorten it."""
-    return float(os.environ.get("GITOPS_INCIDENTS_RETRY_DELAY", "1"))
+    try:
+        return max(float(os.environ.get("GITOPS_INCIDENTS_RETRY_DELAY", "1")), 0.0)
+    except ValueError:
+        return 1.0
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def template_context(call: Call) -> dict[str, Any]:
 def render(template: str, call: Call) -> str:
     try:
         return compile_template(template).render(template_context(call))
-    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, RuntimeError) as exc:
         raise ActionFailed(f"template failed at render time: {exc}") from None
 
 
@@ -249,6 +252,8 @@ def _env_url(name: str) -> str:
 def _post(call: Call, url: str, body: str | bytes, headers: dict[str, str]) -> str:
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.UnsupportedProtocol:
+        raise ActionFailed(f"not an http(s) URL: {_redacted(url)}") from None
     except httpx.TransportError as exc:
         raise Transient(f"POST {_redacted(url)}: {type(exc).__name__}: {exc}") from None
     except httpx.InvalidURL as exc:
@@ -373,9 +378,7 @@ def publish(
         if tip is None:
             raise ActionFailed(f"the branch {call.branch_ref} does not exist")
         if call.recovering:
-            done = gitcmd.run(
-                root, "log", "-1", "--format=%H", "--fixed-strings", f"--grep={trailer}", tip
-            ).strip()
+            done = _committed(root, tip, call.key)
             if done:
                 return f"committed {done[:12]} (found after a restart)"
         old = gitcmd.read_blob(root, tip, path)
@@ -387,6 +390,20 @@ def publish(
             crashpoint("after-commit")
             _sync_worktree(root, call.branch_ref, tip, commit)
             return f"committed {commit[:12]}"
+
+
+def _committed(root: Path, tip: str, key: str) -> str | None:
+    """The commit on the branch that carries the trailer of `key`, if any."""
+    log = gitcmd.run(
+        root, "log", "--fixed-strings", f"--grep={gitcmd.ACTION_TRAILER}: {key}",
+        f"--format=%H%x1f%(trailers:key={gitcmd.ACTION_TRAILER},valueonly,separator=%x20)",
+        tip,
+    )  # fmt: skip
+    for line in log.splitlines():
+        commit, _, keys = line.partition("\x1f")
+        if key in keys.split():  # the grep matches prefixes too: a/f/1 in a/f/10
+            return commit
+    return None
 
 
 def _sync_worktree(root: Path, ref: str, old: str, new: str) -> None:

@@ -29,8 +29,8 @@ FORMAT = 1
 T = TypeVar("T")
 
 Status = Literal["pending", "running", "done", "failed", "unknown"]
-# A claim older than this, by a runner on another machine, is taken as abandoned
-# (on the same machine, the claimant's process is asked directly).
+# A claim older than this is taken as abandoned (on the same machine, a claim whose
+# process has ended is taken at once).
 LEASE = 15 * 60.0
 
 
@@ -44,9 +44,11 @@ class Claim:
     at: float
 
     def abandoned(self, now: float) -> bool:
-        if self.host == socket.gethostname():
-            return not _alive(self.pid)
-        return now - self.at > LEASE
+        # No action runs for long (HTTP timeouts, bounded retries): past the lease, a
+        # claim is stale even if its process id now belongs to another process.
+        if now - self.at > LEASE:
+            return True
+        return self.host == socket.gethostname() and not _alive(self.pid)
 
 
 def _alive(pid: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from gitops_incidents import gitcmd
 from gitops_incidents.cli import main
 from gitops_incidents.commands.ingest import parse_event
 from gitops_incidents.faults import CRASH_EXIT
-from gitops_incidents.ledger import Ledger
+from gitops_incidents.ledger import LEASE, Claim, Ledger
 from tests.conftest import Repo
 from tests.webhook_server import Receiver, serve
 
@@ -692,3 +693,25 @@ def test_templates_see_the_incident_the_event_the_labels_and_the_firing(
     assert sent.json()["body"] == (
         f"#2 Database down (SEV-1, active) by Alice; {NS}.incident.db; Triggered; SEV-1"
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "alive", "age", "abandoned"),
+    [
+        ("here", True, 10, False),  # a runner at work
+        ("here", False, 10, True),  # its process ended: taken over at once
+        ("here", True, LEASE + 1, True),  # a reused process id cannot hold it forever
+        ("elsewhere", True, 10, False),
+        ("elsewhere", True, LEASE + 1, True),
+    ],
+)
+def test_when_a_claim_is_abandoned(host: str, alive: bool, age: float, abandoned: bool) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim = Claim(
+        "runner",
+        socket.gethostname() if host == "here" else "another-host.invalid",
+        os.getpid() if alive else dead.pid,
+        T0,
+    )
+    assert claim.abandoned(T0 + age) is abandoned
