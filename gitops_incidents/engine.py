@@ -36,6 +36,7 @@ from gitops_incidents.ledger import (
     claim,
 )
 from gitops_incidents.models import Automation, Config, Context
+from gitops_incidents.repository import branch_ref, config_at
 from gitops_incidents.triggers import Evaluator, Firing, Window, timestamp
 from gitops_incidents.validation import Finding, parse_file
 
@@ -63,28 +64,6 @@ class Report:
     @property
     def failed(self) -> bool:
         return any(o.status in ("failed", "unknown") for o in self.outcomes)
-
-
-def branch_ref(root: Path, config: Config) -> str:
-    """The configured branch if it exists, else the branch checked out."""
-    ref = f"refs/heads/{config.branch}"
-    if gitcmd.ref_value(root, ref) is not None:
-        return ref
-    try:
-        return gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip()
-    except gitcmd.GitError:
-        raise gitcmd.GitError(
-            f"no branch {config.branch!r} here, and HEAD is detached: "
-            "set `branch:` in gitops-incidents.yaml or check the branch out"
-        ) from None
-
-
-def config_at(root: Path, rev: str) -> Config:
-    data = gitcmd.read_blob(root, rev, tracker.CONFIG_FILE)
-    if data is None:
-        return Config()
-    config, _ = parse_file(tracker.CONFIG_FILE, data, Config, Context())
-    return config or Config()
 
 
 def read_automation(

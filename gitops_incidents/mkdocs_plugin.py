@@ -18,7 +18,7 @@ from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import Files
 
 from gitops_incidents import gitcmd, site, tracker
-from gitops_incidents.engine import branch_ref, config_at
+from gitops_incidents.repository import config_at, default_until
 
 
 def _write_all(out: Path, files: dict[str, bytes]) -> None:
@@ -40,10 +40,7 @@ class IncidentsPlugin(BasePlugin):  # type: ignore[type-arg,no-untyped-call]
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
         self.root = tracker.find_root(Path(config.config_file_path).resolve().parent)
-        try:
-            until = branch_ref(self.root, config_at(self.root, "HEAD"))
-        except gitcmd.GitError:
-            until = "HEAD"  # a detached checkout (CI): the commit checked out
+        until = default_until(self.root)
         tracker_config = config_at(self.root, until)
         built = site.generate(
             site.read(self.root, tracker_config, until), tracker_config, config.site_url or ""

@@ -280,7 +280,7 @@ def _json_feed(items: list[Incident], config: Config, site_url: str) -> bytes:
             for item in sorted(items, key=lambda i: -i.number)
         ],
     }
-    return json.dumps(feed, indent=1, ensure_ascii=False).encode()
+    return json.dumps(feed, ensure_ascii=False).encode()
 
 
 MANIFEST = ".manifest.json"  # a dotfile: MkDocs does not publish it

@@ -307,8 +307,9 @@ def _time_at_severity(item: Incident) -> dict[str, float]:
 
 
 def report_json(data: dict[str, Any]) -> str:
-    """The report (`report(item)`) as JSON."""
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """The report (`report(item)`) as JSON: compact, as json's C encoder writes it
+    (indenting takes its pure-Python path, several times slower for a thousand)."""
+    return json.dumps(data, ensure_ascii=False) + "\n"
 
 
 def report_markdown(item: Incident, data: dict[str, Any]) -> str:

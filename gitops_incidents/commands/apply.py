@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
-from gitops_incidents.engine import Engine, Report
 from gitops_incidents.triggers import iso
+
+if TYPE_CHECKING:
+    from gitops_incidents.engine import Report
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -57,6 +59,8 @@ def parse_time(value: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.engine import Engine  # loaded when used
+
     try:
         report = Engine(args.repo).apply(as_of=args.as_of, replay=args.replay)
     except gitcmd.GitError as exc:

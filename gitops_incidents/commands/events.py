@@ -11,7 +11,7 @@ from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
 from gitops_incidents.history import History
 from gitops_incidents.progress import Progress
-from gitops_incidents.validation import load_config
+from gitops_incidents.repository import default_until
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -29,18 +29,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     parser.add_argument("--incident", metavar="ID", help="only this incident's events")
 
 
-def default_until(args: argparse.Namespace) -> str:
-    """The configured branch if it exists here, else HEAD (a CI checkout may have no branch)."""
-    branch = load_config(args.repo)[0].branch
-    try:
-        gitcmd.resolve(args.repo, f"refs/heads/{branch}")
-    except gitcmd.GitError:
-        return "HEAD"
-    return f"refs/heads/{branch}"
-
-
 def run(args: argparse.Namespace) -> int:
-    until = args.until or default_until(args)
+    until = args.until or default_until(args.repo)
     write = sys.stdout.write
     try:
         with History(args.repo) as history, Progress("reading history") as progress:

@@ -12,7 +12,6 @@ from typing import Any
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
 from gitops_incidents.commands.apply import add_format, show
-from gitops_incidents.engine import Engine
 
 MAX_LINE = 1 << 20  # as for files: a 1 MiB event is a mistake or an attack
 
@@ -48,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
                 events.append(event)
     for problem in problems:
         print(problem, file=sys.stderr)
+    from gitops_incidents.engine import Engine  # loaded when used
+
     try:
         report = Engine(args.repo).ingest(events)
     except gitcmd.GitError as exc:

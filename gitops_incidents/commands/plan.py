@@ -9,7 +9,7 @@ from typing import Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
-from gitops_incidents.engine import branch_ref, config_at, plan
+from gitops_incidents.repository import branch_ref, config_at
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -28,6 +28,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.engine import plan  # the engine loads when used
+
     try:
         base = args.base or branch_ref(args.repo, config_at(args.repo, args.head))
         result = plan(

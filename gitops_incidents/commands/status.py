@@ -9,7 +9,6 @@ from typing import Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
-from gitops_incidents.engine import Engine, restored_windows
 from gitops_incidents.triggers import iso
 
 
@@ -23,6 +22,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.engine import Engine, restored_windows
+
     try:
         engine = Engine(args.repo)
         _, state = engine.ledger.read()
