@@ -11,7 +11,8 @@ For a synthetic tracker of 1,000 incidents (3,000 commits) and one of 2,000
 - build / floor for 1,000 incidents:                         target <= 1.5
 - build(2,000) / build(1,000):                               target <= 2.1
 
-Usage: python -m benchmarks.site_bench [--rounds K] [--small N]
+Ratios are medians of each round's ratio (a round runs the floor and the builds
+back to back). Usage: python -m benchmarks.site_bench [--rounds K] [--small N]
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def plain_build(project: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--small", type=int, default=1000, help="incidents in the smaller tracker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -98,22 +99,31 @@ def main() -> None:
         project = hand_written(small, work)
         floor, warm, cold, warm_large = [], [], [], []
         for _ in range(args.rounds):
+            # Each round measures the floor and the builds back to back: the ratios of a
+            # round share the machine's mood of the moment.
             floor.append(plain_build(project))
             warm.append(build(small, cold=False))
             cold.append(build(small, cold=True))
             build(large, cold=False)
             warm_large.append(build(large, cold=False))
         pages = sum(1 for _ in (project / "docs").rglob("*.md"))
+        warm_ratio = statistics.median(w / f for w, f in zip(warm, floor, strict=True))
+        cold_ratio = statistics.median(c / f for c, f in zip(cold, floor, strict=True))
+        scale = statistics.median(b / w for b, w in zip(warm_large, warm, strict=True))
         f, w, c, wl = (statistics.median(x) for x in (floor, warm, cold, warm_large))
         print(f"{args.small:,} incidents, {pages:,} pages; medians of {args.rounds} rounds")
         print(f"floor: plain mkdocs build of the same pages: {f:7.2f} s")
-        print(f"build, warm history cache:                   {w:7.2f} s  ratio {w / f:.2f}")
-        print(f"build, cold (a fresh clone):                 {c:7.2f} s  ratio {c / f:.2f}")
-        print(f"target: build <= 1.5 x floor; {'ok' if max(w, c) / f <= 1.5 else 'MISSED'}")
+        print(f"build, warm history cache:                   {w:7.2f} s  ratio {warm_ratio:.2f}")
+        print(f"build, cold (a fresh clone):                 {c:7.2f} s  ratio {cold_ratio:.2f}")
+        verdict = "ok" if max(warm_ratio, cold_ratio) <= 1.5 else "MISSED"
+        print(f"target: build <= 1.5 x floor; {verdict}")
         print(
             f"{args.small * 2:,} incidents, warm: {wl:7.2f} s; "
-            f"ratio to {args.small:,}: {wl / w:.2f} (target <= 2.1)"
+            f"ratio to {args.small:,}: {scale:.2f} (target <= 2.1)"
         )
+        print("per round (floor, warm, cold, 2x warm):")
+        for row in zip(floor, warm, cold, warm_large, strict=True):
+            print("  " + "  ".join(f"{x:6.2f}" for x in row))
 
 
 if __name__ == "__main__":
