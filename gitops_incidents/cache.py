@@ -59,6 +59,7 @@ _SCHEMA = """
     CREATE TABLE IF NOT EXISTS checkpoints (
         key TEXT PRIMARY KEY, created INTEGER, value BLOB
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS histories (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
 """
 
 
@@ -190,6 +191,26 @@ class Cache:
                 "DELETE FROM checkpoints WHERE key NOT IN "
                 "(SELECT key FROM checkpoints ORDER BY created DESC, key LIMIT ?)",
                 (KEEP_CHECKPOINTS,),
+            )
+
+    # -- every incident's events as of the newest tip read whole (incident_histories)
+
+    def histories(self) -> tuple[str, dict[str, Any]] | None:
+        """(tip, events by incident) of the last whole read, if any."""
+        row = self._db.execute(
+            "SELECT value FROM histories WHERE key = ?", (f"{FINGERPRINT}/latest",)
+        ).fetchone()
+        return marshal.loads(row[0]) if row else None
+
+    def store_histories(self, tip: str, events: dict[str, Any]) -> None:
+        """Keep one: the newest read replaces the one before (best effort)."""
+        if not self.writable:
+            return
+        value = marshal.dumps((tip, events))
+        with contextlib.suppress(sqlite3.OperationalError), self._transaction():
+            self._db.execute("DELETE FROM histories")
+            self._db.execute(
+                "INSERT INTO histories VALUES (?, ?)", (f"{FINGERPRINT}/latest", value)
             )
 
     def _transaction(self) -> _Transaction:

@@ -201,7 +201,7 @@ def evaluate_history(
     seen: list[Event] = []
     with History(root, writable=writable) as history:
         first_run = state.position is None
-        rewritten = not first_run and not _is_ancestor(root, state.position or "", head)
+        rewritten = not first_run and not gitcmd.is_ancestor(root, state.position or "", head)
         if rewritten:
             # History was rewritten (a force-push): walk it all again, acting only on
             # events beyond those evaluated before (counted per incident: event ids are
@@ -241,14 +241,6 @@ def evaluate_history(
     state.ordinals = {incident_id: s.ordinal for incident_id, s in states.items()}
     state.windows = evaluator.dump()
     return Walk(fired, states, seen, findings)
-
-
-def _is_ancestor(root: Path, commit: str, head: str) -> bool:
-    try:
-        gitcmd.run(root, "merge-base", "--is-ancestor", commit, head)
-    except gitcmd.GitError:
-        return False
-    return True
 
 
 def invocations(automation: Automation, firing: Firing) -> list[int]:
@@ -473,7 +465,7 @@ class Plan:
 def plan(root: Path, base: str, head: str) -> Plan:
     """The events of base..head and what the automations would do, from the state at
     `base` (the engine's own if it stands there). Writes nothing: no ref, no cache."""
-    if not _is_ancestor(root, base, head):
+    if not gitcmd.is_ancestor(root, base, head):
         raise gitcmd.GitError(f"{base[:12]} is not an ancestor of {head[:12]}")
     config = config_at(root, head)
     _, recorded = Ledger(root, branch_ref(root, config).removeprefix("refs/heads/")).read()

@@ -70,6 +70,15 @@ def git_dir(root: Path) -> Path:
     return (root / run(root, "rev-parse", "--git-common-dir").strip()).resolve()
 
 
+def is_ancestor(root: Path, commit: str, tip: str) -> bool:
+    """Whether `commit` is in the history of `tip` (False too if it no longer exists)."""
+    try:
+        run(root, "merge-base", "--is-ancestor", commit, tip)
+    except GitError:
+        return False
+    return True
+
+
 def check_not_shallow(root: Path) -> None:
     if run(root, "rev-parse", "--is-shallow-repository").strip() == "true":
         raise GitError(

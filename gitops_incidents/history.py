@@ -50,14 +50,26 @@ class IncidentHistory:
 
 def incident_histories(root: Path, until: str = "HEAD") -> list[IncidentHistory]:
     """Every incident ever declared, with its events, in the order they were first
-    declared (#1, #2, ...): what pages and reports are built from, in one walk."""
+    declared (#1, #2, ...): what pages and reports are built from, in one walk.
+
+    The result is cached for the tip it was read at. The next read of a later tip
+    walks only the commits since (git's own log of a long history costs more the
+    more files a commit's tree holds: a whole walk grows faster than the history).
+    """
     with History(root) as history:
+        tip = gitcmd.resolve(root, until)
+        stored = history.cache.histories()
+        since: str | None = None
         events: dict[str, list[Event]] = {}
-        for step in history.walk(until):
+        if stored is not None and gitcmd.is_ancestor(root, stored[0], tip):
+            since, events = stored
+        for step in history.walk(tip, since=since):
             for event in step.events:
                 incident_id = event["resource"]["prefect.resource.id"].split(".incident.", 1)[1]
                 events.setdefault(incident_id, []).append(event)
         states = sorted(history.states().values(), key=lambda state: state.number)
+        if since != tip:
+            history.cache.store_histories(tip, events)
     return [IncidentHistory(state, events.get(state.id, [])) for state in states]
 
 

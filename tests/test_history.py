@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -386,3 +387,26 @@ def test_each_file_version_is_parsed_once_ever(repo: Repo, monkeypatch: pytest.M
     with History(repo.path) as history:
         list(history.walk("HEAD"))
     assert len(parsed) == 2
+
+
+def _histories(root: Path, until: str) -> list[tuple[Any, ...]]:
+    return [
+        (h.state.number, h.state.id, h.state.to_dict(), json.dumps(h.events))
+        for h in incident_histories(root, until)
+    ]
+
+
+def test_incident_histories_extend_their_cached_read_and_equal_a_whole_one(
+    repo: Repo,
+) -> None:
+    """Read at every commit in turn (each read extends the last one's cached result),
+    then after a rewrite: always what a whole read with no cache gives."""
+    lifecycle(repo)
+    commits = repo.git("rev-list", "--first-parent", "--reverse", "HEAD").split()
+    cache = repo.path / ".git" / "gitops-incidents"
+    for commit in [*commits, commits[2]]:  # the last one goes back: not a descendant
+        extended = _histories(repo.path, commit)
+        saved = cache.rename(cache.with_name("saved"))
+        assert extended == _histories(repo.path, commit), commit
+        shutil.rmtree(cache)
+        saved.rename(cache)
