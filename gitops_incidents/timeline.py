@@ -289,20 +289,24 @@ def _entry_data(entry: Entry) -> dict[str, Any]:
 
 
 def _time_at_severity(item: Incident) -> dict[str, float]:
-    """Seconds at each severity from start to end (to the last event while active)."""
+    """Seconds at each severity from start to end (to the last event while active),
+    by when each change was committed, held within [start, end]: a change committed
+    after the incident ended (written up later) counts from the end."""
+    start = timestamp(item.start_time)
+    last = item.end_time or (item.entries[-1].at if item.entries else item.start_time)
+    end = max(timestamp(last), start)
     spans: dict[str, float] = {}
-    severity, since = None, timestamp(item.start_time)
+    severity, since = None, start
     for entry in item.entries:
-        at = timestamp(entry.at)
+        at = min(max(timestamp(entry.at), start), end)
         if entry.kind == "declared":
             severity = entry.title.removeprefix("declared (").removesuffix(")")
         elif entry.kind == "updated.severity":
             if severity:
-                spans[severity] = spans.get(severity, 0.0) + max(at - since, 0.0)
+                spans[severity] = spans.get(severity, 0.0) + at - since
             severity, since = entry.title.rsplit("-> ", 1)[1], at
-    last = item.end_time or (item.entries[-1].at if item.entries else item.start_time)
     if severity:
-        spans[severity] = spans.get(severity, 0.0) + max(timestamp(last) - since, 0.0)
+        spans[severity] = spans.get(severity, 0.0) + end - since
     return spans
 
 

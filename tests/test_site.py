@@ -159,7 +159,9 @@ def test_reports_for_download_match_the_report_command(
     assert report["incident"]["status"] == "active"  # reopened
     assert report["participants"] == sorted(report["participants"])
     assert "Alice Adams" in report["participants"]
-    assert set(report["durations"]["time_at_severity_seconds"]) <= {"SEV-1", "SEV-2"}
+    # Declared SEV-2 at T0, raised to SEV-1 ten minutes later, still active at the last
+    # event (the comment removed at T0 + 2000).
+    assert report["durations"]["time_at_severity_seconds"] == {"SEV-2": 600.0, "SEV-1": 1400.0}
     assert main(["--repo", str(repo.path), "report", "nope"]) == 2
 
 
