@@ -217,9 +217,14 @@ def _incident_for(call: Call) -> IncidentState | None:
     return call.incidents.get(incident_id) if incident_id else None
 
 
+def _kind(call: Call, field: str) -> str:
+    """The resource kind of an action's target, as a prefix: `prefect.work-pool.`."""
+    return KINDS[field].replace("<ns>", call.config.namespace) + "."
+
+
 def infer(call: Call, field: str, *, required: bool = True) -> str | None:
     """`source: inferred`: the first of the event's [resource, *related] of the kind."""
-    kind = KINDS[field].replace("<ns>", call.config.namespace) + "."
+    kind = _kind(call, field)
     event = call.event or {}
     for resource in [event.get("resource") or {}, *(event.get("related") or ())]:
         resource_id = resource.get("prefect.resource.id", "")
@@ -236,7 +241,7 @@ def _target_id(call: Call, field: str) -> str:
         return str(selected)
     inferred = infer(call, field)
     assert inferred is not None
-    return inferred[len(KINDS[field].replace("<ns>", call.config.namespace)) + 1 :]
+    return inferred.removeprefix(_kind(call, field))
 
 
 # -- HTTP ---------------------------------------------------------------------------------

@@ -297,6 +297,7 @@ class Engine:
         self.branch_ref = branch_ref(root, config)
         self.ledger = Ledger(root, self.branch_ref.removeprefix("refs/heads/"))
         self._states: dict[str, IncidentState] = {}  # incidents as of the last evaluation
+        self._automations: dict[tuple[str, str], tuple[Automation | None, list[Finding]]] = {}
 
     def head(self) -> str:
         head = gitcmd.ref_value(self.root, self.branch_ref)
@@ -362,6 +363,7 @@ class Engine:
     def _act(self, report: Report) -> None:
         """Phase 2: claim, run and record every open invocation."""
         _, state = self.ledger.read()
+        config = config_at(self.root, self.head())  # actions never edit it: read once
         open_keys = sorted(
             (i.key for i in state.open_invocations()),
             key=lambda key: (state.firings[key.split("/")[1]].triggered, key),
@@ -370,24 +372,23 @@ class Engine:
             decision = self.ledger.update(functools.partial(_claim, key=key), f"claim {key}")
             if decision == "skip":
                 continue
-            firing = state.firings[key.split("/")[1]]
             if decision == "unknown":
-                report.outcomes.append(
-                    Outcome(key, firing.name, state.invocations[key].type, "unknown", UNKNOWN)
-                )
-                continue
-            status, detail = self._run(state, key, recovering=decision == "recover")
-            record = functools.partial(_record, key=key, status=status, detail=detail)
-            self.ledger.update(record, f"{status} {key}")
-            report.outcomes.append(
-                Outcome(key, firing.name, state.invocations[key].type, status, detail)
-            )
+                status, detail = "unknown", UNKNOWN
+            else:
+                status, detail = self._run(state, config, key, recovering=decision == "recover")
+                record = functools.partial(_record, key=key, status=status, detail=detail)
+                self.ledger.update(record, f"{status} {key}")
+            firing = state.firings[key.split("/")[1]]
+            kind = state.invocations[key].type
+            report.outcomes.append(Outcome(key, firing.name, kind, status, detail))
 
-    def _run(self, state: State, key: str, *, recovering: bool) -> tuple[str, str]:
+    def _run(self, state: State, config: Config, key: str, *, recovering: bool) -> tuple[str, str]:
         automation_id, firing_id, index = key.split("/")
         firing = state.firings[firing_id]
-        config = config_at(self.root, self.head())
-        automation, problems = read_automation(self.root, config, firing.path, firing.blob)
+        version = (firing.path, firing.blob)
+        if version not in self._automations:  # a firing's actions share one version
+            self._automations[version] = read_automation(self.root, config, *version)
+        automation, problems = self._automations[version]
         if automation is None:
             return "failed", f"the automation no longer validates: {problems[0]}"
         call = actions.Call(

@@ -34,6 +34,7 @@ from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
 from gitops_incidents.timeline import (
     Incident,
+    automation_entries,
     duration_text,
     incident,
     report,
@@ -98,7 +99,10 @@ def read(root: Path, config: Config, until: str) -> list[Incident]:
         state: State | None = ledger
     except gitcmd.GitError:
         state = None  # a damaged ledger: pages without automation entries
-    return [incident(h, config, state) for h in incident_histories(root, until)]
+    actions = automation_entries(config, state)
+    return [
+        incident(h, config, actions.get(h.state.id, [])) for h in incident_histories(root, until)
+    ]
 
 
 def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:

@@ -38,6 +38,7 @@ class Entry:
     automation: str | None = None  # for automation entries: its name
     status: str | None = None  # for automation entries: done, failed, unknown...
     stated: str | None = None  # a comment's own time (`at`), when it differs from `at`
+    severity: str | None = None  # the severity from here on, where this entry sets it
 
 
 ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
@@ -68,7 +69,8 @@ class Incident:
         return f"#{self.number} - {self.name}"
 
 
-def incident(history: IncidentHistory, config: Config, ledger: State | None) -> Incident:
+def incident(history: IncidentHistory, config: Config, actions: list[Entry]) -> Incident:
+    """`actions`: the incident's entries of `automation_entries`."""
     state = history.state
     document = state.document or _last_document(history.events)
     labels = {s.id: s.label for s in config.severities}
@@ -98,7 +100,7 @@ def incident(history: IncidentHistory, config: Config, ledger: State | None) -> 
             role: [people] if isinstance(people, str) else list(people)
             for role, people in (document.get("roles") or {}).items()
         },
-        entries=entries(history.events, _actions_on(state.id, config, ledger), state.comments),
+        entries=entries(history.events, actions, state.comments),
     )
 
 
@@ -169,7 +171,8 @@ def _entry(event: Event) -> Entry:
             title = f"tags: {', '.join(changes)}"
         else:
             title = f"{name.replace('_', ' ')} edited"
-        return Entry(title=title, **base)
+        severity = payload["new"] if name == "severity" else None
+        return Entry(title=title, severity=severity, **base)
     if kind.startswith("comment."):
         comment = payload["comment"]
         # A comment shows its own author and time (they may differ from the commit's).
@@ -193,27 +196,30 @@ def _entry(event: Event) -> Entry:
         "reopened": "reopened",
         "deleted": "deleted (its file was removed)",
     }
-    return Entry(title=titles.get(kind, kind), **base)
+    severity = payload.get("severity") if kind == "declared" else None
+    return Entry(title=titles.get(kind, kind), severity=severity, **base)
 
 
 def _short(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _actions_on(incident_id: str, config: Config, ledger: State | None) -> list[Entry]:
-    """What the engine's automations did on this incident's events."""
+def automation_entries(config: Config, ledger: State | None) -> dict[str, list[Entry]]:
+    """What the engine's automations did, by the incident whose event they acted on:
+    read from the ledger once for every incident."""
+    found: dict[str, list[Entry]] = {}
     if ledger is None:
-        return []
-    resource = f"{config.namespace}.incident.{incident_id}"
-    found = []
+        return found
+    prefix = f"{config.namespace}.incident."
     for firing in ledger.firings.values():
-        if not firing.event or firing.event["resource"].get("prefect.resource.id") != resource:
+        resource = str((firing.event or {}).get("resource", {}).get("prefect.resource.id", ""))
+        if not resource.startswith(prefix):
             continue
         for key in firing.invocations:
             invocation = ledger.invocations.get(key)
             if invocation is None:
                 continue
-            found.append(
+            found.setdefault(resource.removeprefix(prefix), []).append(
                 Entry(
                     at=iso(invocation.updated or firing.triggered),
                     kind="automation",
@@ -298,13 +304,12 @@ def _time_at_severity(item: Incident) -> dict[str, float]:
     spans: dict[str, float] = {}
     severity, since = None, start
     for entry in item.entries:
+        if entry.severity is None:
+            continue
         at = min(max(timestamp(entry.at), start), end)
-        if entry.kind == "declared":
-            severity = entry.title.removeprefix("declared (").removesuffix(")")
-        elif entry.kind == "updated.severity":
-            if severity:
-                spans[severity] = spans.get(severity, 0.0) + at - since
-            severity, since = entry.title.rsplit("-> ", 1)[1], at
+        if severity:
+            spans[severity] = spans.get(severity, 0.0) + at - since
+        severity, since = entry.severity, at
     if severity:
         spans[severity] = spans.get(severity, 0.0) + end - since
     return spans
