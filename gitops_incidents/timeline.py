@@ -306,6 +306,9 @@ def _time_at_severity(item: Incident) -> dict[str, float]:
     for entry in item.entries:
         if entry.severity is None:
             continue
+        if entry.kind == "declared":
+            severity = entry.severity  # in force from the start, whenever declared
+            continue
         at = min(max(timestamp(entry.at), start), end)
         if severity:
             spans[severity] = spans.get(severity, 0.0) + at - since

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -19,6 +20,7 @@ import pytest
 
 from gitops_incidents.cli import main
 from gitops_incidents.mkdocs_plugin import staging_dir
+from gitops_incidents.timeline import Entry, Incident, report
 from tests.conftest import ROOT, Repo
 from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
 
@@ -284,3 +286,20 @@ def test_search_index_has_the_facts_but_not_the_timelines(built: Path) -> None:
     assert "Flow runs fail with connection refused" in text  # db's summary
     assert "Failing over to replica db-2" not in text  # a comment, in the timeline
     assert "Orders database unreachable" in text
+
+
+def test_time_at_severity_holds_changes_within_start_and_end() -> None:
+    """A backfilled incident (written up after it ended) spends its whole span at the
+    severity it was declared with; a change inside the span splits it."""
+    declared = Entry(at="2026-11-27T12:00:00Z", kind="declared", title="d", severity="SEV-2")
+    later = Entry(at="2026-11-27T13:00:00Z", kind="updated.severity", title="s", severity="SEV-1")
+    inside = Entry(at="2026-11-20T09:20:00Z", kind="updated.severity", title="s", severity="SEV-1")
+    base = Incident(
+        id="x", number=1, name="x", severity="SEV-1", severity_label="", status="resolved",
+        start_time="2026-11-20T09:00:00Z", end_time="2026-11-20T10:00:00Z", duration=3600.0,
+        summary="", impact="", tags=[], resources=[], roles={},
+    )  # fmt: skip
+    spans = report(replace(base, entries=[declared, later]))["durations"]
+    assert spans["time_at_severity_seconds"] == {"SEV-2": 3600.0, "SEV-1": 0.0}
+    spans = report(replace(base, entries=[declared, inside]))["durations"]
+    assert spans["time_at_severity_seconds"] == {"SEV-2": 1200.0, "SEV-1": 2400.0}
