@@ -32,6 +32,7 @@ from gitops_incidents import gitcmd
 from gitops_incidents.history import incident_histories
 from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
+from gitops_incidents.repository import config_at, default_until
 from gitops_incidents.timeline import (
     Incident,
     automation_entries,
@@ -64,10 +65,22 @@ _ENV = Environment(
 _CONVERTER = markdown_lib.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
 
 
+# One line of words, digits and punctuation that means nothing to Markdown (no
+# markup, entity, escape or list marker): most comments. It is its own HTML.
+_PLAIN = re.compile(r"[A-Za-z](?:[A-Za-z0-9 ,.;:'\"()/?%$@+=-]*[A-Za-z0-9,.;:'\"()/?%$@+=-])?")
+
+
 @functools.lru_cache(maxsize=8192)
 def markdown(text: str) -> Markup:
     """A Markdown field as sanitized HTML: no script, no event handler, no style, and
     links only to http(s) and mailto."""
+    line = text.removesuffix("\n")
+    if _PLAIN.fullmatch(line):
+        return Markup(f"<p>{line}</p>")  # what converting and sanitizing would give
+    return convert_markdown(text)
+
+
+def convert_markdown(text: str) -> Markup:
     rendered = _CONVERTER.reset().convert(text)
     clean = nh3.clean(
         rendered,
@@ -89,6 +102,13 @@ def tag_slug(tag: str) -> str:
     """A file name for a tag: readable, and distinct for distinct tags."""
     slug = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")[:60] or "tag"
     return slug if slug == tag else f"{slug}-{hashlib.sha1(tag.encode()).hexdigest()[:6]}"
+
+
+def from_repository(root: Path, site_url: str = "") -> Site:
+    """The site of the tracker at `root`, as its branch stands."""
+    until = default_until(root)
+    config = config_at(root, until)
+    return generate(read(root, config, until), config, site_url)
 
 
 def read(root: Path, config: Config, until: str) -> list[Incident]:
@@ -285,42 +305,3 @@ def _json_feed(items: list[Incident], config: Config, site_url: str) -> bytes:
         ],
     }
     return json.dumps(feed, ensure_ascii=False).encode()
-
-
-MANIFEST = ".manifest.json"  # a dotfile: MkDocs does not publish it
-
-
-def write_changed(files: dict[str, bytes], directory: Path) -> tuple[int, int]:
-    """Make `directory` hold exactly `files`, writing only what changed (so builders
-    and watchers see only real changes). A manifest of content hashes spares reading
-    every file back. Returns (written, removed)."""
-    manifest_path = directory / MANIFEST
-    try:
-        known: dict[str, str] = json.loads(manifest_path.read_bytes())
-    except (OSError, ValueError):
-        known = {}
-    hashes = {}
-    written = removed = 0
-    for relpath, data in files.items():
-        digest = hashes[relpath] = hashlib.sha1(data).hexdigest()
-        target = directory / relpath
-        if known.get(relpath) == digest and target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        written += 1
-    stale = set(known) - set(files) if known else _all_files(directory) - set(files)
-    for relpath in stale:
-        (directory / relpath).unlink(missing_ok=True)
-        removed += 1
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(hashes))
-    return written, removed
-
-
-def _all_files(directory: Path) -> set[str]:
-    return {
-        p.relative_to(directory).as_posix()
-        for p in directory.rglob("*")
-        if p.is_file() and p.name != MANIFEST
-    }

@@ -17,9 +17,11 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from gitops_incidents import site
 from gitops_incidents.cli import main
-from gitops_incidents.mkdocs_plugin import staging_dir
 from gitops_incidents.timeline import Entry, Incident, report
 from tests.conftest import ROOT, Repo
 from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
@@ -167,19 +169,37 @@ def test_reports_for_download_match_the_report_command(
     assert main(["--repo", str(repo.path), "report", "nope"]) == 2
 
 
-def test_generation_writes_only_changed_files(repo: Repo) -> None:
+def test_own_pages_are_published_beside_the_generated_ones(repo: Repo) -> None:
     scripted(repo)
-    out = str(repo.path / "out")
-    assert main(["--repo", str(repo.path), "build", "--out", out]) == 0
-    staging = staging_dir(repo.path)
-    before = {p: p.stat().st_mtime_ns for p in staging.rglob("*.md")}
-    repo.write("incidents/hostile.yaml", HOSTILE.replace("SEV-2", "SEV-3"))
-    repo.commit("lower hostile", ALICE, T0 + 92_000)
-    assert main(["--repo", str(repo.path), "build", "--out", out]) == 0
-    after = {p: p.stat().st_mtime_ns for p in staging.rglob("*.md")}
-    changed = sorted(p.relative_to(staging).as_posix() for p in after if after[p] != before.get(p))
-    assert "incidents/hostile.md" in changed and "incidents/db.md" not in changed
-    assert len(changed) < len(after) / 2
+    docs = repo.path / "site" / "docs"
+    (docs / "runbook.md").write_text("# Runbook\n\nPage the on-call.\n")
+    (docs / "index.md").write_text("# A hand-written home page\n")
+    out = repo.path / "out"
+    assert main(["--repo", str(repo.path), "build", "--out", str(out)]) == 0
+    assert "Page the on-call." in page(out, "runbook.html")
+    assert "About this site" in page(out, "about.html")
+    # The generated home page wins over a hand-written one at the same path.
+    assert "hand-written" not in page(out, "index.html")
+    assert "Test incidents" in main_content(page(out, "index.html"))
+    # Pages go to MkDocs in memory: nothing is written beside the history cache.
+    assert sorted(p.name for p in docs.iterdir()) == ["about.md", "index.md", "runbook.md"]
+    state = repo.path / ".git" / "gitops-incidents"
+    assert [p for p in state.rglob("*") if not p.name.startswith("cache.sqlite3")] == []
+
+
+@given(
+    st.from_regex(site._PLAIN, fullmatch=True),
+    st.sampled_from(["", "\n", "  \n", " "]),
+)
+def test_plain_lines_skip_markdown_and_get_the_same_html(line: str, end: str) -> None:
+    assert site.markdown(line + end) == site.convert_markdown(line + end)
+
+
+@pytest.mark.parametrize(
+    "text", ["    indented code", "1. a list", "# heading", "a *b*", "AT&T", "a  \nb", "<u>x</u>"]
+)
+def test_texts_that_mean_something_to_markdown_are_converted(text: str) -> None:
+    assert site.markdown(text) == site.convert_markdown(text) != f"<p>{text}</p>"
 
 
 # -- in a browser ----------------------------------------------------------------------------
