@@ -106,13 +106,14 @@ def tag_slug(tag: str) -> str:
 
 def from_repository(root: Path, site_url: str = "") -> Site:
     """The site of the tracker at `root`, as its branch stands."""
-    until = default_until(root)
+    config, items = read(root, default_until(root))
+    return generate(items, config, site_url)
+
+
+def read(root: Path, until: str) -> tuple[Config, list[Incident]]:
+    """The configuration at `until`, and every incident as the site shows it: one walk
+    of history, and the ledger."""
     config = config_at(root, until)
-    return generate(read(root, config, until), config, site_url)
-
-
-def read(root: Path, config: Config, until: str) -> list[Incident]:
-    """Every incident as the site shows it: one walk of history, and the ledger."""
     branch = until.removeprefix("refs/heads/")
     try:
         _, ledger = Ledger(root, branch).read()
@@ -120,7 +121,7 @@ def read(root: Path, config: Config, until: str) -> list[Incident]:
     except gitcmd.GitError:
         state = None  # a damaged ledger: pages without automation entries
     actions = automation_entries(config, state)
-    return [
+    return config, [
         incident(h, config, actions.get(h.state.id, [])) for h in incident_histories(root, until)
     ]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from gitops_incidents import gitcmd, site
 from gitops_incidents.commands import UsageError
-from gitops_incidents.repository import config_at, default_until
+from gitops_incidents.repository import default_until
 from gitops_incidents.timeline import report, report_json, report_markdown
 
 
@@ -27,7 +27,7 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 def run(args: argparse.Namespace) -> int:
     until = default_until(args.repo)
     try:
-        items = site.read(args.repo, config_at(args.repo, until), until)
+        _, items = site.read(args.repo, until)
     except gitcmd.GitError as exc:
         raise UsageError(str(exc)) from None
     found = next((item for item in items if item.id == args.id), None)
