@@ -26,7 +26,7 @@ from pathlib import Path
 from gitops_incidents import actions, gitcmd, tracker
 from gitops_incidents.events import Event, IncidentState
 from gitops_incidents.faults import crashpoint
-from gitops_incidents.history import History
+from gitops_incidents.history import History, file_problem
 from gitops_incidents.ledger import (
     AutomationRecord,
     FiringRecord,
@@ -44,6 +44,8 @@ from gitops_incidents.validation import Finding, parse_file
 MAX_ROUNDS = 5
 # External event ids are remembered this long (event time) to ignore duplicates.
 DEDUPLICATE_FOR = 7 * 86400.0
+# How far ahead of the engine's clock (or the wall clock) an external event may be dated.
+FUTURE_SKEW = 15 * 60.0
 
 
 @dataclass
@@ -114,9 +116,10 @@ class _Automations:
         """An automation file added, edited or removed by a commit at `at`: in force for
         the events of later commits."""
         path = change.path
-        problem = tracker.name_problem(path, tracker.Kind.AUTOMATION)
+        problem = file_problem(change, tracker.Kind.AUTOMATION)
         if problem:
-            findings.append(Finding(path, 1, 1, problem))
+            if change.new_blob:  # the last valid version stays in force
+                findings.append(Finding(path, 1, 1, problem))
             return
         automation_id = tracker.file_id(path)
         record = self.records.get(automation_id)
@@ -137,13 +140,13 @@ class _Automations:
         self.records[automation_id] = AutomationRecord(path, change.new_blob, True, enabled_at)
         self.evaluator.load(automation_id, automation, enabled_at)
 
-    def at_commit(self, rev: str, at: float) -> None:
+    def at_commit(self, rev: str, at: float, findings: list[Finding]) -> None:
         """Every automation file of `rev`, in force from `at` (a first run starts here)."""
         listing = gitcmd.run(self.root, "ls-tree", "-z", rev, f"{tracker.AUTOMATIONS}/")
         for entry in filter(None, listing.split("\0")):
             meta, path = entry.split("\t", 1)
-            blob = meta.split()[2]
-            self.change(gitcmd.Change("A", path, None, blob), at, [])
+            mode, _, blob = meta.split()
+            self.change(gitcmd.Change("A", path, None, blob, mode), at, findings)
 
 
 def restore(root: Path, state: State, config: Config) -> tuple[Evaluator, _Automations]:
@@ -212,7 +215,7 @@ def evaluate_history(
             # The first run starts at HEAD: nothing from before it is acted on.
             for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
-            automations.at_commit(head, state.clock)
+            automations.at_commit(head, state.clock, findings)
         else:
             since = None if first_run or rewritten else state.position
             counts: dict[str, int] = {}
@@ -329,11 +332,16 @@ class Engine:
         def feed(state: State) -> list[FiringRecord]:
             evaluator, automations = restore(self.root, state, config_at(self.root, self.head()))
             fired: list[Fired] = []
+            # As Prefect's event clock does: an event from the future counts as now (give
+            # or take some skew), so that a wrong clock elsewhere cannot move windows,
+            # deadlines and the duplicate horizon for good.
+            latest = max(time.time(), state.clock) + FUTURE_SKEW
             for event in events:
                 if event["id"] in state.ingested:
                     continue
-                state.ingested[event["id"]] = timestamp(event["occurred"])
-                fired.extend(automations.stamp(evaluator.feed(event)))
+                at = min(timestamp(event["occurred"]), latest)
+                state.ingested[event["id"]] = at
+                fired.extend(automations.stamp(evaluator.feed(event, at=at)))
             newest = max(state.ingested.values(), default=0.0)
             state.ingested = {
                 i: at for i, at in state.ingested.items() if at >= newest - DEDUPLICATE_FOR
@@ -476,7 +484,7 @@ def plan(root: Path, base: str, head: str) -> Plan:
         # Automations as they stand at base, in force from its time, with no open windows.
         state = State(position=base)
         at = float(gitcmd.run(root, "show", "-s", "--format=%ct", base).strip())
-        _Automations(root, config, state.automations, Evaluator()).at_commit(base, at)
+        _Automations(root, config, state.automations, Evaluator()).at_commit(base, at, [])
     walk = evaluate_history(root, state, head, writable=False, keep_events=True)
     planned = []
     for item in walk.fired:

@@ -31,6 +31,10 @@ FIELDS = (
     "roles",
     "metadata",
 )
+# 9999-12-31T23:59:59Z, the last second ISO 8601 (and datetime) can write: later times
+# (a commit dated in year 11476, a deadline past it) are held there.
+LATEST = 253_402_300_799
+
 # A fixed namespace for uuid5 ids: the same history always gives the same ids.
 EVENT_NAMESPACE = uuid.UUID("6f0f3f2c-6a3e-5b7e-9d1c-2b7f5e0c9a41").bytes
 

@@ -29,6 +29,10 @@ _HEADER = _SEP.join(
     ]
 )
 _ZERO = "0" * 40
+REGULAR = "100644"
+# History as committed: a replacement (`git replace`) is a local view that neither the
+# ledger, the cache (keyed by commit id) nor another clone shares. `replacements` lists them.
+GIT = ("git", "--no-replace-objects")
 
 
 class GitError(Exception):
@@ -43,7 +47,7 @@ def run_bytes(
     root: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> bytes:
     result = subprocess.run(
-        ["git", "-C", str(root), *args],
+        [*GIT, "-C", str(root), *args],
         input=stdin,
         capture_output=True,
         check=False,
@@ -92,9 +96,10 @@ class Change(NamedTuple):
     """One file changed by a commit against its first parent."""
 
     status: str  # A, M, D, T
-    path: str
+    path: str  # a name that is not UTF-8 keeps its bytes as surrogates (`readable` shows it)
     old_blob: str | None
     new_blob: str | None
+    mode: str = REGULAR  # of the new version: a regular file, a symlink, a gitlink
 
 
 class Commit(NamedTuple):
@@ -119,7 +124,7 @@ def log(root: Path, revisions: Sequence[str], paths: Sequence[str]) -> Iterator[
     first parent; renames are a deletion and an addition.
     """
     args = [
-        "git", "-C", str(root), "log", "-z", "--reverse", "--first-parent", "--sparse",
+        *GIT, "-C", str(root), "log", "-z", "--reverse", "--first-parent", "--sparse",
         "--full-history", "--diff-merges=first-parent", "--raw", "--no-renames", "--no-abbrev",
         f"--format={_HEADER}", *revisions, "--", *paths,
     ]  # fmt: skip
@@ -192,13 +197,14 @@ def _parse_log(token_lists: Iterator[list[str]]) -> Iterator[Commit]:
     for tokens in token_lists:
         for token in tokens:
             if path_next is not None:
-                _, _, old, new, status = path_next
+                _, mode, old, new, status = path_next
                 changes.append(
                     Change(
                         status[0],
                         token,
                         None if old == _ZERO else old,
                         None if new == _ZERO else new,
+                        mode,
                     )
                 )
                 path_next = None
@@ -217,10 +223,27 @@ def _parse_log(token_lists: Iterator[list[str]]) -> Iterator[Commit]:
 
 def _commit(fields: list[str], changes: list[Change]) -> Commit:
     sha, parents, an, ae, ad, cn, ce, cd, ct, actions = fields
+    an, ae, cn, ce = (name if name.isascii() else text(name) for name in (an, ae, cn, ce))
     return Commit(
         sha, tuple(parents.split()), an, ae, ad, cn, ce, cd, int(ct), tuple(actions.split()),
         tuple(changes),
     )  # fmt: skip
+
+
+def text(value: str) -> str:
+    """Bytes git gave that are not UTF-8 (kept as surrogates), as printable text."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def readable(path: str) -> str:
+    """A path for people: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def replacements(root: Path) -> list[str]:
+    """The commits replaced by `git replace` here: history is read without them."""
+    listing = run(root, "for-each-ref", "--format=%(refname)", "refs/replace/")
+    return [line.removeprefix("refs/replace/") for line in listing.splitlines()]
 
 
 class Blobs:
@@ -232,7 +255,7 @@ class Blobs:
 
     def __init__(self, root: Path) -> None:
         self._process = subprocess.Popen(
-            ["git", "-C", str(root), "cat-file", "--batch"],
+            [*GIT, "-C", str(root), "cat-file", "--batch"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -285,7 +308,7 @@ class Blobs:
 def read_blob(root: Path, rev: str, path: str) -> bytes | None:
     """The content of `path` at commit `rev`, or None if it has no such file."""
     result = subprocess.run(
-        ["git", "-C", str(root), "cat-file", "blob", f"{rev}:{path}"],
+        [*GIT, "-C", str(root), "cat-file", "blob", f"{rev}:{path}"],
         capture_output=True,
         check=False,
     )

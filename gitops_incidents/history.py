@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.cache import Cache, state_key
-from gitops_incidents.events import CommitContext, Event, IncidentState, derive, resource_links
+from gitops_incidents.events import LATEST, CommitContext, Event, IncidentState, derive, resource_links
 from gitops_incidents.models import Config, Context, Incident
 from gitops_incidents.tracker import Kind
 from gitops_incidents.validation import Finding, parse_file
@@ -74,7 +74,7 @@ def incident_histories(root: Path, until: str = "HEAD") -> list[IncidentHistory]
 
 
 def utc(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(epoch, LATEST)))
 
 
 class _State:
@@ -263,9 +263,9 @@ class History:
                     continue
                 if kind is not Kind.INCIDENT:
                     continue
-                problem = tracker.name_problem(path, kind)
+                problem = file_problem(change, kind)
                 if problem:
-                    if change.new_blob:
+                    if change.new_blob:  # like an invalid version: the last valid one stays
                         findings.append(Finding(path, 1, 1, problem))
                     continue
                 document, links = None, None
@@ -315,8 +315,10 @@ class History:
         state = self._state
         assert state is not None
         state.config_blob = change.new_blob
-        # An invalid configuration is reported, and the defaults apply until it is fixed.
-        result = result or {}
+        # An invalid configuration is reported, and the defaults apply until it is fixed
+        # (the engine acts under none of them: engine.py).
+        problem = file_problem(change, Kind.CONFIG)
+        result = result or ({"findings": [[1, 1, problem]]} if problem else {})
         findings.extend(Finding(change.path, *f) for f in result.get("findings", []))
         state.config = Config.model_validate(result.get("document") or {})
 
@@ -334,6 +336,8 @@ class History:
                 kind = tracker.classify(change.path)
                 if change.new_blob is None or kind not in (Kind.CONFIG, Kind.INCIDENT):
                     continue
+                if file_problem(change, kind):
+                    continue  # reported as it is, never read
                 if kind is Kind.CONFIG:
                     config_blob = change.new_blob
                 # Validation depends on the bytes, the file's id and the configuration.
@@ -419,6 +423,15 @@ def _batches(commits: Iterator[gitcmd.Commit]) -> Iterator[list[gitcmd.Commit]]:
             batch = []
     if batch:
         yield batch
+
+
+def file_problem(change: gitcmd.Change, kind: Kind) -> str | None:
+    """Why a changed tracker file is not read: its name, or (for a new version) that it
+    is not a regular file in git (a symbolic link, a submodule)."""
+    problem = tracker.name_problem(change.path, kind)
+    if problem or change.new_blob is None:
+        return problem
+    return tracker.mode_problem(change.mode)
 
 
 def _parse(path: str, data: bytes, model: type[Any], context: Context) -> dict[str, Any]:

@@ -157,7 +157,10 @@ def _timestamp_input(value: Any) -> Any:
 
 def _utc(value: datetime) -> datetime:
     """In UTC, so that one instant has one spelling; without a zone, UTC is assumed."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is in year 10000 in UTC
+        raise ValueError("the time is out of range once converted to UTC") from None
 
 
 Timestamp = Annotated[
@@ -261,9 +264,15 @@ def _duration_input(value: Any) -> Any:
     return value
 
 
+# Deadlines must stay within the calendar (year 9999): no window is longer than this.
+MAX_DURATION = timedelta(days=36_525)
+
+
 def _not_negative(value: timedelta) -> timedelta:
     if value < timedelta(0):
         raise ValueError("a duration cannot be negative")
+    if value > MAX_DURATION:
+        raise ValueError("a duration cannot be longer than 100 years")
     return value
 
 

@@ -134,9 +134,14 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
     shown = [i for i in items if i.status != "deleted"]
     order = {s.id: n for n, s in enumerate(config.severities)}
 
-    def render(template: str, path: str, prefix: str, **values: Any) -> None:
+    def render(template: str, path: str, prefix: str, title: str, **values: Any) -> None:
+        # Material prints front matter (the page title, the description) as it is, in
+        # <title>, the header and the search index: it is escaped here, once for all pages.
+        front = {"title": html.escape(title)}
+        if "description" in values:
+            front["description"] = html.escape(values.pop("description"))
         site.pages[path] = _ENV.get_template(template).render(
-            prefix=prefix, durations=durations, **values
+            prefix=prefix, durations=durations, front=front, title=title, **values
         )
 
     for item in items:
@@ -144,9 +149,9 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
             "incident.md",
             f"incidents/{item.id}.md",
             "../",
+            item.title,
             item=item,
-            page_title=html.escape(item.title),
-            description=html.escape(f"{item.severity} {item.status}: {item.name}"),
+            description=f"{item.severity} {item.status}: {item.name}",
             duration=durations[item.id],
             summary=markdown(item.summary) if item.summary else Markup("<p>None.</p>"),
             impact=markdown(item.impact) if item.impact else Markup("<p>Not assessed yet.</p>"),
@@ -177,12 +182,12 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
         "home.md",
         "index.md",
         "",
-        title=config.site.title,
+        config.site.title,
         overall=overall,
         active=list(by_severity.items()),
         resolved=resolved[:RECENT],
     )
-    render("all.md", "incidents/index.md", "../", items=sorted(shown, key=lambda i: -i.number))
+    render("all.md", "incidents/index.md", "../", "All incidents", items=sorted(shown, key=lambda i: -i.number))
 
     tagged: dict[str, list[Incident]] = {}
     for item in shown:
@@ -192,6 +197,7 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
         "tags.md",
         "tags/index.md",
         "../",
+        "Tags",
         tags=[(tag, slugs[tag], len(tagged[tag])) for tag in sorted(tagged)],
     )
     for tag, members in tagged.items():
@@ -199,11 +205,11 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
             "tag.md",
             f"tags/{slugs[tag]}.md",
             "../",
+            f"Tag: {tag}",
             tag=tag,
-            page_title=html.escape(f"Tag: {tag}"),
             items=sorted(members, key=lambda i: -i.number),
         )
-    render("metrics.md", "metrics.md", "", **_metrics(shown, config))
+    render("metrics.md", "metrics.md", "", "Metrics", **_metrics(shown, config))
     site.pages[STYLE] = _ENV.loader.get_source(_ENV, "style.css")[0]  # type: ignore[union-attr]
     site.files["feed.xml"] = _atom(shown, config, site_url)
     site.files["feed.json"] = _json_feed(shown, config, site_url)
@@ -249,28 +255,34 @@ def _link(site_url: str, path: str) -> str:
     return f"{site_url.rstrip('/')}/{path}" if site_url else path
 
 
+# What XML 1.0 cannot hold at all, not even escaped: control characters, lone
+# surrogates, U+FFFE and U+FFFF. A name may have them; the feed must stay well-formed.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _atom(items: list[Incident], config: Config, site_url: str) -> bytes:
     """An Atom feed: an entry per incident, updated by its last change."""
-    ns = "http://www.w3.org/2005/Atom"
-    feed = ElementTree.Element("feed", xmlns=ns)
-    ElementTree.SubElement(feed, "title").text = config.site.title
-    ElementTree.SubElement(feed, "id").text = _link(site_url, "feed.xml")
-    updated = max((_updated(i) for i in items), default="1970-01-01T00:00:00Z")
-    ElementTree.SubElement(feed, "updated").text = updated
+
+    def add(parent: ElementTree.Element, tag: str, text: str | None = None, **attrs: str) -> Any:
+        element = ElementTree.SubElement(parent, tag, attrs)
+        if text is not None:
+            element.text = _NOT_XML.sub("\ufffd", text)
+        return element
+
+    feed = ElementTree.Element("feed", xmlns="http://www.w3.org/2005/Atom")
+    add(feed, "title", config.site.title)
+    add(feed, "id", _link(site_url, "feed.xml"))
+    add(feed, "updated", max((_updated(i) for i in items), default="1970-01-01T00:00:00Z"))
     for item in sorted(items, key=_updated, reverse=True):
-        entry = ElementTree.SubElement(feed, "entry")
-        ElementTree.SubElement(
-            entry, "title"
-        ).text = f"{item.title} ({item.severity}, {item.status})"
-        ElementTree.SubElement(entry, "id").text = f"urn:gitops-incidents:{item.id}"
-        ElementTree.SubElement(entry, "updated").text = _updated(item)
-        ElementTree.SubElement(entry, "published").text = item.start_time
-        ElementTree.SubElement(entry, "link", href=_link(site_url, f"incidents/{item.id}.html"))
-        ElementTree.SubElement(entry, "summary").text = item.summary or item.name
-        author = ElementTree.SubElement(entry, "author")
-        ElementTree.SubElement(author, "name").text = next(
-            (e.actor for e in item.entries if e.actor), "unknown"
-        )
+        entry = add(feed, "entry")
+        add(entry, "title", f"{item.title} ({item.severity}, {item.status})")
+        add(entry, "id", f"urn:gitops-incidents:{item.id}")
+        add(entry, "updated", _updated(item))
+        add(entry, "published", item.start_time)
+        add(entry, "link", href=_link(site_url, f"incidents/{item.id}.html"))
+        add(entry, "summary", item.summary or item.name)
+        author = add(entry, "author")
+        add(author, "name", next((e.actor for e in item.entries if e.actor), "unknown"))
     return bytes(ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -44,11 +46,34 @@ _FOLDERS = {INCIDENTS: Kind.INCIDENT, AUTOMATIONS: Kind.AUTOMATION}
 @functools.lru_cache(maxsize=65536)
 def name_problem(relpath: str, kind: Kind) -> str | None:
     """What is wrong with a tracker file's name (its suffix, its id), or None."""
+    if not relpath.isascii() and not _is_utf8(relpath):
+        return "the file name is not UTF-8"
     if kind is Kind.INCIDENT and not relpath.endswith(".yaml"):
         return "an incident file is named <id>.yaml"
     if kind is Kind.AUTOMATION and not relpath.endswith(AUTOMATION_SUFFIXES):
         return "an automation file is named <id>.yaml, <id>.yml or <id>.json"
     return None if kind is Kind.CONFIG else id_problem(file_id(relpath))
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()  # git's bytes that are not UTF-8 are kept as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# git's file modes: what is not a regular file is a finding, as git records it.
+_MODES = {
+    "120000": "a symbolic link, not a file: git records the link itself, not its target",
+    "160000": "a submodule (gitlink), not a file",
+    "040000": "a folder: tracker files sit directly in the folder",
+}
+
+
+def mode_problem(mode: str) -> str | None:
+    """What is wrong with a tracker file of git mode `mode`, or None (a regular file)."""
+    return None if mode in ("100644", "100755") else _MODES.get(mode, f"not a file (mode {mode})")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -71,14 +96,45 @@ def find_root(start: Path) -> Path:
 
 
 def tracker_files(root: Path) -> list[str]:
-    """Every tracker file in the working tree, as sorted POSIX paths relative to `root`."""
-    found = [CONFIG_FILE] if (root / CONFIG_FILE).is_file() else []
+    """Every tracker file in the working tree, as sorted POSIX paths relative to `root`.
+
+    A folder that is a symbolic link is listed itself, not what it leads to: nothing
+    outside the repository is read (`read_file` reports it)."""
+    found = [CONFIG_FILE] if os.path.lexists(root / CONFIG_FILE) else []
     for folder in (INCIDENTS, AUTOMATIONS):
         directory = root / folder
-        if directory.is_dir():
+        if directory.is_symlink():
+            found.append(folder)
+        elif directory.is_dir():
             found.extend(
                 f"{folder}/{entry.name}"
                 for entry in directory.iterdir()
                 if not entry.name.startswith(".")
             )
     return sorted(found)
+
+
+class NotAFile(Exception):
+    """A working-tree path that is not a regular file inside the repository."""
+
+
+def read_file(root: Path, relpath: str, limit: int, what: str = "tracker") -> bytes:
+    """The bytes of the regular file at `relpath`, never through a symbolic link (not
+    even in a parent folder): what git would record, never what lies outside the
+    repository. NotAFile says why not; OverflowError if it is larger than `limit`."""
+    where = root
+    parts = relpath.split("/")
+    for index, part in enumerate(parts):
+        where = where / part
+        mode = where.lstat().st_mode  # FileNotFoundError passes through
+        if stat.S_ISLNK(mode):
+            shown = "/".join(parts[: index + 1])
+            raise NotAFile(f"{shown} is {_MODES['120000']}")
+    if not stat.S_ISREG(mode):
+        raise NotAFile(f"not a file: {what} files sit directly in the folder")
+    descriptor = os.open(where, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > limit:
+            raise OverflowError(size)
+        return file.read(limit + 1)

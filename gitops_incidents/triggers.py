@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gitops_incidents.events import uuid5
+from gitops_incidents.events import LATEST, uuid5
 from gitops_incidents.models import Automation, CompoundTrigger, EventTrigger, SequenceTrigger
 
 Event = dict[str, Any]
@@ -47,7 +47,7 @@ def timestamp(value: str) -> float:
 
 
 def iso(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, UTC)
+    moment = datetime.fromtimestamp(min(seconds, LATEST), UTC)
     spec = "seconds" if moment.microsecond == 0 else "microseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
@@ -334,13 +334,16 @@ class Evaluator:
 
     # -- events and the clock
 
-    def feed(self, event: Event, causes: frozenset[str] = frozenset()) -> list[Firing]:
+    def feed(
+        self, event: Event, causes: frozenset[str] = frozenset(), at: float | None = None
+    ) -> list[Firing]:
         """Firings due to `event`, after the deadlines that passed before it.
 
         `causes`: the automations whose actions produced the event; none of them
-        acts on it, so that no automation re-triggers itself without bound.
+        acts on it, so that no automation re-triggers itself without bound. `at`:
+        the event's time for the windows, if not its `occurred` (a bounded one).
         """
-        now = timestamp(event["occurred"])
+        now = timestamp(event["occurred"]) if at is None else at
         firings = self.advance(now)
         name = event["event"]
         leaves = self._by_name.get(name)

@@ -8,6 +8,7 @@ at `path:line:column` of the offending key or value.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ class Finding:
     column: int
     message: str
     level: Literal["error", "warning"] = "error"
+
+    def __post_init__(self) -> None:
+        if not self.path.isascii():  # a name git has in bytes that are not UTF-8
+            object.__setattr__(self, "path", gitcmd.readable(self.path))
 
     def __str__(self) -> str:
         prefix = "warning: " if self.level == "warning" else ""
@@ -186,22 +191,41 @@ class Report:
         return sum(f.level == "error" for f in self.findings)
 
 
+def _read(root: Path, relpath: str, kind: Kind) -> bytes | Finding:
+    """A working-tree file's bytes, or why they are not read."""
+    try:
+        return tracker.read_file(root, relpath, yamlio.MAX_BYTES, kind.value)
+    except tracker.NotAFile as exc:
+        return Finding(relpath, 1, 1, str(exc))
+    except OverflowError as exc:  # refused before reading a huge file into memory
+        return Finding(relpath, 1, 1, yamlio.size_problem(exc.args[0]))
+    except OSError as exc:
+        return Finding(relpath, 1, 1, f"cannot be read: {exc.strerror}")
+
+
 def load_config(root: Path) -> tuple[Config, list[Finding]]:
     """The repository's configuration; the defaults (and findings) if it is invalid."""
-    path = root / tracker.CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(root / tracker.CONFIG_FILE):
         return Config(), []
-    config, findings = parse_file(tracker.CONFIG_FILE, path.read_bytes(), Config, Context())
+    data = _read(root, tracker.CONFIG_FILE, Kind.CONFIG)
+    if isinstance(data, Finding):
+        return Config(), [data]
+    config, findings = parse_file(tracker.CONFIG_FILE, data, Config, Context())
     return config or Config(), findings
 
 
 def validate(root: Path, relpaths: Iterable[str] | None = None) -> Report:
-    """Check the given tracker files (all of them by default) in the working tree."""
+    """Check the given tracker files (all of them by default) in the working tree.
+    Nothing outside the repository is read: a symbolic link is a finding."""
     config, config_findings = load_config(root)
     selected = sorted(set(tracker.tracker_files(root) if relpaths is None else relpaths))
     findings = list(config_findings) if tracker.CONFIG_FILE in selected else []
     seen_ids: dict[tuple[Kind, str], str] = {}
     for relpath in selected:
+        if relpath in (tracker.INCIDENTS, tracker.AUTOMATIONS):  # the folder is a link
+            message = f"{tracker.mode_problem('120000')}; nothing behind it is read"
+            findings.append(Finding(relpath, 1, 1, message))
+            continue
         kind = tracker.classify(relpath)
         if kind is None or kind is Kind.CONFIG:
             continue
@@ -241,12 +265,8 @@ def _check_file(
     if (kind, file_id) in seen_ids:
         return [Finding(relpath, 1, 1, f"id {file_id!r} is used by {seen_ids[kind, file_id]} too")]
     seen_ids[kind, file_id] = relpath
-    full = root / relpath
-    if not full.is_file():
-        message = f"not a file: {kind.value} files sit directly in the folder"
-        return [Finding(relpath, 1, 1, message)]
-    if full.stat().st_size > yamlio.MAX_BYTES:
-        # Refuse before reading a huge file into memory.
-        return [Finding(relpath, 1, 1, yamlio.size_problem(full.stat().st_size))]
-    _, findings = parse_file(relpath, full.read_bytes(), MODELS[kind], Context(config, file_id))
+    data = _read(root, relpath, kind)
+    if isinstance(data, Finding):
+        return [data]
+    _, findings = parse_file(relpath, data, MODELS[kind], Context(config, file_id))
     return findings

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -109,6 +110,8 @@ def _mark(event: Any) -> Position:
 
 
 _CORE = "tag:yaml.org,2002:"
+# Python converts at most 4300 digits between int and str (sys.get_int_max_str_digits).
+_MAX_INT_BITS = int((sys.get_int_max_str_digits() or 4300) * 3.32)
 _INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
@@ -144,7 +147,12 @@ def _plain(value: str) -> Any:
     if value in _FALSE:
         return False
     if _INT.fullmatch(value):
-        return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        if value[:2] not in ("0o", "0x"):
+            return int(value)  # ValueError past Python's limit on digits
+        number = int(value, 0)
+        if number.bit_length() > _MAX_INT_BITS:  # fine here, but never printable in decimal
+            raise ValueError(value)
+        return number
     if _FLOAT.fullmatch(value):
         return float(value)
     return _SPECIAL_FLOATS.get(value, value)

@@ -67,6 +67,10 @@ def parse_event(line: bytes) -> tuple[dict[str, Any], str | None]:
         return {}, f"not JSON: {exc}"
     if not isinstance(event, dict):
         return {}, "expected a JSON object (a Prefect event)"
+    try:
+        json.dumps(event, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # "\ud800": JSON can spell it, no text can hold it
+        return {}, "the event holds a lone surrogate (a \\uD800-\\uDFFF escape), which is not text"
     for key in ("id", "event", "occurred"):
         if not isinstance(event.get(key), str) or not event[key]:
             return {}, f"the event has no {key!r} string"

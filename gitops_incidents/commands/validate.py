@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _tracker_paths(root: Path, path: Path) -> list[str]:
     """The tracker files a command-line path names: a file, or the files in a folder."""
-    full = path.resolve()
-    if not full.exists():
+    # Made absolute without following a symbolic link: the link is what is checked.
+    full = Path(os.path.abspath(path))
+    if not os.path.lexists(full):
         raise UsageError(f"{path}: no such file or directory")
     try:
         relative = full.relative_to(root).as_posix()
     except ValueError:
         raise UsageError(f"{path}: outside the repository {root}") from None
-    if full.is_dir():
+    if relative in (tracker.INCIDENTS, tracker.AUTOMATIONS) and full.is_symlink():
+        return [relative]
+    if full.is_dir() and not full.is_symlink():
         inside = f"{relative}/" if relative != "." else ""
         return [p for p in tracker.tracker_files(root) if p.startswith(inside)]
     return [relative] if tracker.classify(relative) else []

@@ -1,0 +1,268 @@
+"""A hostile corpus: what a hostile contributor or an unlucky operator commits, and the
+exact clean outcome of each (a located finding, a refusal, a report), never a traceback,
+a lost action or lost data. Real repositories, real builds, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gitops_incidents.cli import main
+from tests.conftest import ROOT, Repo
+
+T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
+OK = "name: Fine\nseverity: SEV-2\n"
+
+
+def run(capsys: pytest.CaptureFixture[str], repo: Repo, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = main(["--repo", str(repo.path), *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def with_site(repo: Repo) -> Repo:
+    shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
+    repo.write("incidents/fine.yaml", OK)
+    repo.commit("start", when=T0)
+    return repo
+
+
+# -- one bad commit must not break the tracker for good ----------------------------------
+
+
+# Each stages what it commits.
+def _non_utf8_name(repo: Repo) -> None:
+    (repo.path / "incidents" / os.fsdecode(b"bad\xff.yaml")).write_text(OK)
+    repo.git("add", "-A")
+
+
+def _gitlink(repo: Repo) -> None:
+    head = repo.head()
+    for path in ("incidents/sub.yaml", "automations/sub.yaml"):
+        repo.git("update-index", "--add", "--cacheinfo", f"160000,{head},{path}")
+
+
+def _utc_overflow(repo: Repo) -> None:
+    repo.write("incidents/late.yaml", OK + "start_time: 9999-12-31T23:59:59-23:59\n")
+    repo.git("add", "-A")
+
+
+def _hex_beyond_digit_limit(repo: Repo) -> None:
+    repo.write("incidents/fine.yaml", OK + "metadata:\n  big: 0x" + "f" * 5000 + "\n")
+    repo.git("add", "-A")
+
+
+def _endless_window(repo: Repo) -> None:
+    repo.write(
+        "automations/long.yaml",
+        "name: long\ntrigger:\n  expect: [x.y]\n  posture: Proactive\n"
+        "  within: 315360000000\nactions:\n  - type: do-nothing\n",
+    )
+
+
+def _symlinked_incident(repo: Repo) -> None:
+    os.symlink("/etc/hostname", repo.path / "incidents" / "linked.yaml")
+    repo.git("add", "-A")
+
+
+# (what is committed, the finding `events` reports for it)
+BAD_COMMITS: dict[str, tuple[Callable[[Repo], None], str]] = {
+    "non-UTF-8 file name": (_non_utf8_name, "incidents/bad\\xff.yaml:1:1: the file name is not UTF-8"),
+    "gitlink named like an incident": (_gitlink, "incidents/sub.yaml:1:1: a submodule (gitlink), not a file"),
+    "timestamp overflowing in UTC": (_utc_overflow, "incidents/late.yaml:3:13: start_time: the time is out of range once converted to UTC"),
+    "hex integer beyond the digit limit": (_hex_beyond_digit_limit, "incidents/fine.yaml:4:8: number with too many digits"),
+    "symbolic link as an incident": (_symlinked_incident, "incidents/linked.yaml:1:1: a symbolic link, not a file: git records the link itself, not its target"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COMMITS, ids=list(BAD_COMMITS))
+def test_one_bad_commit_is_a_located_finding_and_the_walk_goes_on(
+    repo: Repo, case: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    assert run(capsys, repo, "apply")[0] == 0
+    make, finding = BAD_COMMITS[case]
+    make(repo)
+    repo.git("commit", "-q", "-m", "the bad commit")
+    bad = repo.head()
+    repo.write("incidents/after.yaml", "name: After the bad commit\nseverity: SEV-3\n")
+    repo.commit("a good one after it", when=T0 + 120)
+
+    status, out, err = run(capsys, repo, "events", "--since", f"{bad}~1")
+    assert status == 0
+    assert f"warning: {bad[:12]}: {finding}" in err.splitlines()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["prefect-cloud.incident.declared"]  # after.yaml
+    assert run(capsys, repo, "apply")[0] == 0
+    assert run(capsys, repo, "report", "after")[0] == 0
+    status, _, err = run(capsys, repo, "build", "--out", str(tmp_path / "out"))
+    assert status == 0, err
+    assert (tmp_path / "out" / "incidents" / "after.html").is_file()
+
+
+def test_a_deadline_past_year_9999_is_refused_at_validate(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _endless_window(repo)
+    status, _, err = run(capsys, repo, "validate")
+    assert status == 1
+    assert err.splitlines()[0] == (
+        "automations/long.yaml:5:11: trigger.within: a duration cannot be longer than 100 years"
+    )
+
+
+def test_a_commit_dated_after_year_9999_is_held_at_the_calendars_end(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    repo.write("incidents/future.yaml", OK)
+    repo.commit("from the far future", when=300_000_000_000)  # year 11476
+    status, out, _ = run(capsys, repo, "events", "--incident", "future")
+    assert status == 0
+    assert json.loads(out)["occurred"] == "9999-12-31T23:59:59Z"
+    assert run(capsys, repo, "apply")[0] == 0
+    assert run(capsys, repo, "status")[0] == 0
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+
+
+# -- symbolic links: a finding, as git sees it; nothing outside is read ------------------
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "outside" / "secret.yaml"
+    path.parent.mkdir()
+    path.write_text("name: TOP-SECRET-TOKEN\nseverity: [TOP-SECRET-TOKEN]\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("link", "finding"),
+    [
+        ("incidents/leak.yaml", "incidents/leak.yaml:1:1: incidents/leak.yaml is a symbolic link, not a file: git records the link itself, not its target"),
+        ("automations/leak.yaml", "automations/leak.yaml:1:1: automations/leak.yaml is a symbolic link, not a file: git records the link itself, not its target"),
+        ("gitops-incidents.yaml", "gitops-incidents.yaml:1:1: gitops-incidents.yaml is a symbolic link, not a file: git records the link itself, not its target"),
+    ],
+)
+def test_validate_never_follows_a_symlink_out_of_the_repository(
+    repo: Repo, secret: Path, link: str, finding: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo.path / link).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(secret, repo.path / link)
+    for args in (("validate",), ("validate", str(repo.path / link)), ("validate", "--format", "json")):
+        status, out, err = run(capsys, repo, *args)
+        assert status == 1
+        assert "TOP-SECRET" not in out + err
+    status, _, err = run(capsys, repo, "validate")
+    assert finding in err.splitlines()
+    # History agrees: the committed link is the same finding (automations: the engine's).
+    repo.commit("a link", when=T0)
+    status, _, err = run(capsys, repo, "apply" if link.startswith("automations/") else "events")
+    assert "TOP-SECRET" not in err
+    assert "a symbolic link, not a file" in err
+
+
+def test_a_symlinked_folder_is_a_finding_not_zero_problems(
+    repo: Repo, secret: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.symlink(secret.parent, repo.path / "incidents")
+    status, out, err = run(capsys, repo, "validate")
+    assert status == 1
+    assert "TOP-SECRET" not in out + err
+    assert err.splitlines()[0] == (
+        "incidents:1:1: a symbolic link, not a file: git records the link itself, "
+        "not its target; nothing behind it is read"
+    )
+
+
+# -- ingest: what no text can hold, and events from the future ---------------------------
+
+
+def _event(n: int, occurred: str, resource: str = "prefect.flow-run.r") -> str:
+    return json.dumps(
+        {"id": f"e{n}", "occurred": occurred, "event": "prefect.flow-run.Failed",
+         "resource": {"prefect.resource.id": f"{resource}{n}"}}
+    )  # fmt: skip
+
+
+def test_an_event_with_lone_surrogates_is_a_located_problem(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo.write("incidents/fine.yaml", OK)
+    repo.commit("start", when=T0)
+    events = tmp_path / "events.jsonl"
+    events.write_text(_event(1, "2027-01-15T09:00:00Z").replace("r1", "\\ud800") + "\n")
+    status, _, err = run(capsys, repo, "ingest", str(events))
+    assert status == 1
+    assert f"{events}:1:1: the event holds a lone surrogate" in err
+    assert run(capsys, repo, "status")[0] == 0  # the ledger stays readable
+
+
+def test_an_event_from_the_far_future_does_not_move_the_clock_for_good(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo.write("incidents/fine.yaml", OK)
+    repo.commit("start", when=T0)
+    assert run(capsys, repo, "apply")[0] == 0
+    events = tmp_path / "events.jsonl"
+    events.write_text(_event(1, "9999-12-31T23:59:59Z") + "\n")
+    assert run(capsys, repo, "ingest", str(events))[0] == 0
+    from gitops_incidents.ledger import Ledger
+
+    _, state = Ledger(repo.path, "main").read()
+    assert max(state.ingested.values()) < T0 + 3600  # bounded near the engine's clock
+    # Later events are still remembered as duplicates (the horizon did not jump).
+    events.write_text(_event(2, "2027-01-15T09:00:00Z") + "\n")
+    assert run(capsys, repo, "ingest", str(events))[0] == 0
+    _, state = Ledger(repo.path, "main").read()
+    assert set(state.ingested) == {"e1", "e2"}
+
+
+# -- the site ------------------------------------------------------------------------------
+
+
+def test_control_characters_in_a_name_keep_the_atom_feed_well_formed(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from xml.etree import ElementTree
+
+    with_site(repo)
+    repo.write("incidents/bell.yaml", 'name: "Ring \\a the \\x1b bell"\nseverity: SEV-2\n')
+    repo.commit("bell", when=T0 + 60)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+    feed = ElementTree.parse(tmp_path / "out" / "feed.xml").getroot()
+    titles = [e.text for e in feed.iter("{http://www.w3.org/2005/Atom}title")]
+    assert "#2 - Ring \ufffd the \ufffd bell (SEV-2, active)" in titles
+
+
+def test_a_script_in_the_configured_title_reaches_no_page_raw(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    repo.write(
+        "gitops-incidents.yaml",
+        "site: {title: '</title><script>document.body.dataset.pwned=1</script>'}\n",
+    )
+    repo.commit("hostile title", when=T0 + 60)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+    for page in (tmp_path / "out").rglob("*"):
+        # Pages, the Atom feed, and the search index (Material shows its titles as HTML).
+        if page.suffix in (".html", ".xml") or page.name == "search_index.json":
+            assert "<script>document.body" not in page.read_text(), page
+    home = (tmp_path / "out" / "index.html").read_text()
+    assert "&lt;/title&gt;&lt;script&gt;document.body.dataset.pwned=1" in home
+
+
+def _process(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
