@@ -18,6 +18,7 @@ Commits made by actions are evaluated in the next round of the same `apply`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from gitops_incidents.events import Event, IncidentState
 from gitops_incidents.faults import crashpoint
 from gitops_incidents.history import History, file_problem
 from gitops_incidents.ledger import (
+    SKIPPED_KEPT,
     AutomationRecord,
     FiringRecord,
     Invocation,
@@ -36,7 +38,7 @@ from gitops_incidents.ledger import (
     claim,
 )
 from gitops_incidents.models import Automation, Config, Context
-from gitops_incidents.repository import branch_ref, config_at
+from gitops_incidents.repository import branch_ref, config_at, config_problem_at
 from gitops_incidents.triggers import Evaluator, Firing, Window, timestamp
 from gitops_incidents.validation import Finding, parse_file
 
@@ -62,10 +64,14 @@ class Report:
     fired: list[FiringRecord] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what stops or limits the engine
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return any(o.status in ("failed", "unknown") for o in self.outcomes)
+        failed = any(o.status in ("failed", "unknown") for o in self.outcomes)
+        return failed or bool(self.skipped or self.problems)
 
 
 def read_automation(
@@ -140,6 +146,18 @@ class _Automations:
         self.records[automation_id] = AutomationRecord(path, change.new_blob, True, enabled_at)
         self.evaluator.load(automation_id, automation, enabled_at)
 
+    def keep_only(self, rev: str) -> None:
+        """Forget the automations that `rev` does not have (after a rewrite of history,
+        those kept from before that the new history never had)."""
+        listing = gitcmd.run(
+            self.root, "ls-tree", "-z", "--name-only", rev, f"{tracker.AUTOMATIONS}/"
+        )
+        present = set(filter(None, listing.split("\0")))
+        for automation_id, record in list(self.records.items()):
+            if record.path not in present:
+                del self.records[automation_id]
+                self.evaluator.unload(automation_id)
+
     def at_commit(self, rev: str, at: float, findings: list[Finding]) -> None:
         """Every automation file of `rev`, in force from `at` (a first run starts here)."""
         listing = gitcmd.run(self.root, "ls-tree", "-z", rev, f"{tracker.AUTOMATIONS}/")
@@ -173,6 +191,17 @@ def _causes(state: State, commit: gitcmd.Commit) -> frozenset[str]:
     return frozenset(found)
 
 
+def _skipped_record(item: Skipped) -> dict[str, str]:
+    event = item.event
+    return {
+        "event": event["id"],
+        "name": event["event"],
+        "incident": _incident_of(event),
+        "commit": item.commit,
+        "reason": item.reason,
+    }
+
+
 def _incident_of(event: Event) -> str:
     return str(event["resource"]["prefect.resource.id"]).split(".incident.", 1)[1]
 
@@ -185,6 +214,14 @@ class Walk:
     states: dict[str, IncidentState]
     events: list[Event]
     findings: list[Finding]
+    skipped: list[Skipped] = field(default_factory=list)  # events not acted on, and why
+    problems: list[str] = field(default_factory=list)  # what keeps the engine from acting
+    notes: list[str] = field(default_factory=list)
+
+
+def _chain(digest: str, event_id: str) -> str:
+    """An incident's evaluated events, as one digest that each next event extends."""
+    return hashlib.sha1(f"{digest}{event_id}".encode()).hexdigest()[:16]
 
 
 def evaluate_history(
@@ -199,51 +236,119 @@ def evaluate_history(
 ) -> Walk:
     """Evaluate the main line up to `head` from `state`, which is updated in place:
     position, ordinals, automations, windows. Firings are returned, not recorded."""
-    findings: list[Finding] = []
-    fired: list[Fired] = []
-    seen: list[Event] = []
+    walk = Walk([], {}, [], [])
     with History(root, writable=writable) as history:
         first_run = state.position is None
         rewritten = not first_run and not gitcmd.is_ancestor(root, state.position or "", head)
         if rewritten:
-            # History was rewritten (a force-push): walk it all again, acting only on
-            # events beyond those evaluated before (counted per incident: event ids are
-            # made of the incident, the event name and this count). Windows start over.
-            state.automations, state.windows = {}, {}
+            # History was rewritten (a force-push): walk it all again. Per incident, the
+            # events up to the count evaluated before are taken as evaluated if they are
+            # the same ones (their digest); otherwise they are listed as skipped. Events
+            # beyond are acted on, by the automations in force before and after.
+            walk.notes.append(
+                f"history was rewritten: {state.position} is no longer on the main line "
+                f"of {head[:12]}; walked again from the start"
+            )
+            state.windows = {}
         evaluator, automations = restore(root, state, config_at(root, head))
         if first_run and not replay:
             # The first run starts at HEAD: nothing from before it is acted on.
             for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
-            automations.at_commit(head, state.clock, findings)
+                for event in step.events:
+                    incident = _incident_of(event)
+                    state.digests[incident] = _chain(state.digests.get(incident, ""), event["id"])
+            automations.at_commit(head, state.clock, walk.findings)
         else:
             since = None if first_run or rewritten else state.position
-            counts: dict[str, int] = {}
-            for step in history.walk(head, since=since):
-                findings.extend(step.findings)
-                causes = _causes(state, step.commit)
-                for event in step.events:
-                    if since is None:
-                        incident = _incident_of(event)
-                        count = counts[incident] = counts.get(incident, 0) + 1
-                        if count <= state.ordinals.get(incident, 0):
-                            continue
-                    if keep_events:
-                        seen.append(event)
-                    fired.extend(automations.stamp(evaluator.feed(event, causes)))
-                at = timestamp(step.occurred)
-                state.clock = max(state.clock, at)
-                for change in step.commit.changes:
-                    if tracker.classify(change.path) is tracker.Kind.AUTOMATION:
-                        automations.change(change, at, findings)
-        states = history.states()
+            _walk(root, history, state, head, since, evaluator, automations, walk, keep_events)
+            if rewritten:
+                automations.keep_only(head)
+        walk.states = history.states()
         if clock is not None:
             state.clock = max(state.clock, clock)
-            fired.extend(automations.stamp(evaluator.advance(state.clock)))
+            walk.fired.extend(automations.stamp(evaluator.advance(state.clock)))
     state.position = head
-    state.ordinals = {incident_id: s.ordinal for incident_id, s in states.items()}
+    state.ordinals = {incident_id: s.ordinal for incident_id, s in walk.states.items()}
     state.windows = evaluator.dump()
-    return Walk(fired, states, seen, findings)
+    return walk
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An event of history that is not acted on, and why."""
+
+    event: Event
+    commit: str
+    reason: str
+
+
+REWRITTEN = (
+    "history was rewritten: this event stands where the engine had evaluated other events "
+    "of this incident, so it is not acted on"
+)
+INVALID_CONFIG = (
+    "committed while gitops-incidents.yaml was invalid: the engine acts on nothing then"
+)
+
+
+def _walk(
+    root: Path,
+    history: History,
+    state: State,
+    head: str,
+    since: str | None,
+    evaluator: Evaluator,
+    automations: _Automations,
+    walk: Walk,
+    keep_events: bool,
+) -> None:
+    evaluated, before = dict(state.ordinals), dict(state.digests) if since is None else {}
+    if since is None:
+        state.digests = {}
+    counts: dict[str, int] = {}
+    held: dict[str, list[Skipped]] = {}  # rewritten: events where evaluated ones stood
+    # The engine acts under no configuration it cannot read: from a commit that makes it
+    # invalid until one that makes it valid again, events are skipped, and said so.
+    config_problem = config_problem_at(root, since) if since else None
+    for step in history.walk(head, since=since):
+        commit = step.commit
+        walk.findings.extend(step.findings)
+        if any(c.path == tracker.CONFIG_FILE for c in commit.changes):
+            found = next((f for f in step.findings if f.path == tracker.CONFIG_FILE), None)
+            config_problem = None if found is None else f"{commit.sha[:12]}: {found}"
+            if config_problem:
+                walk.problems.append(
+                    f"{config_problem}: the engine acts on nothing from this commit on, "
+                    "until the configuration is valid again"
+                )
+        causes = _causes(state, commit)
+        for event in step.events:
+            incident = _incident_of(event)
+            digest = state.digests[incident] = _chain(state.digests.get(incident, ""), event["id"])
+            count = counts[incident] = counts.get(incident, 0) + 1
+            if since is None and count <= evaluated.get(incident, 0):
+                # Evaluated before, if the same events led here (a ledger written before
+                # digests were kept cannot tell, and takes them as the same).
+                held.setdefault(incident, []).append(Skipped(event, commit.sha, REWRITTEN))
+                if count == evaluated[incident] and before.get(incident, digest) == digest:
+                    del held[incident]
+                continue
+            if config_problem:
+                walk.skipped.append(Skipped(event, commit.sha, INVALID_CONFIG))
+                continue
+            if keep_events:
+                walk.events.append(event)
+            walk.fired.extend(automations.stamp(evaluator.feed(event, causes)))
+        at = timestamp(step.occurred)
+        state.clock = max(state.clock, at)
+        for change in commit.changes:
+            if tracker.classify(change.path) is tracker.Kind.AUTOMATION:
+                automations.change(change, at, walk.findings)
+    # What is left held differs from what was evaluated there (or is shorter): listed.
+    walk.skipped.extend(
+        item for incident, items in held.items() if incident in before for item in items
+    )
 
 
 def invocations(automation: Automation, firing: Firing) -> list[int]:
@@ -360,17 +465,34 @@ class Engine:
             head = self.head()
             walk = evaluate_history(self.root, state, head, replay=replay, clock=clock)
             fired = record_firings(state, walk.fired, time.time())
+            state.skipped = [*state.skipped, *map(_skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")
             message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
             if self.ledger.write(state, commit, message) is not None:
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
+                report.skipped.extend(walk.skipped)
+                report.problems.extend(dict.fromkeys(walk.problems + self._replaced()))
+                report.notes.extend(walk.notes)
                 self._states = walk.states
                 return head
+
+    def _replaced(self) -> list[str]:
+        replaced = gitcmd.replacements(self.root)
+        if not replaced:
+            return []
+        return [
+            f"{len(replaced)} commit(s) replaced with git replace ({replaced[0][:12]}...): "
+            "the engine reads history as committed and ignores them"
+        ]
 
     def _act(self, report: Report) -> None:
         """Phase 2: claim, run and record every open invocation."""
         _, state = self.ledger.read()
+        problem = config_problem_at(self.root, self.head())
+        if problem:
+            report.problems.append(f"{problem}: no action runs until the configuration is valid")
+            return
         config = config_at(self.root, self.head())  # actions never edit it: read once
         open_keys = sorted(
             (i.key for i in state.open_invocations()),

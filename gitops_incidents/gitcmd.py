@@ -66,6 +66,8 @@ def resolve(root: Path, rev: str) -> str:
             root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"
         ).strip()
     except GitError:
+        if ref_value(root, "HEAD") is None and not run(root, "rev-list", "-n1", "--all").strip():
+            raise GitError("the repository has no commits yet") from None
         raise GitError(f"{rev!r} is not a commit in this repository") from None
 
 

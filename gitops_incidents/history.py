@@ -20,7 +20,14 @@ from typing import Any, NamedTuple
 
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.cache import Cache, state_key
-from gitops_incidents.events import LATEST, CommitContext, Event, IncidentState, derive, resource_links
+from gitops_incidents.events import (
+    LATEST,
+    CommitContext,
+    Event,
+    IncidentState,
+    derive,
+    resource_links,
+)
 from gitops_incidents.models import Config, Context, Incident
 from gitops_incidents.tracker import Kind
 from gitops_incidents.validation import Finding, parse_file

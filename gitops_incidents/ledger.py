@@ -32,6 +32,7 @@ Status = Literal["pending", "running", "done", "failed", "unknown"]
 # A claim older than this is taken as abandoned (on the same machine, a claim whose
 # process has ended is taken at once).
 LEASE = 15 * 60.0
+SKIPPED_KEPT = 1000
 
 
 @dataclass
@@ -114,6 +115,12 @@ class State:
     firings: dict[str, FiringRecord] = field(default_factory=dict)
     invocations: dict[str, Invocation] = field(default_factory=dict)
     ingested: dict[str, float] = field(default_factory=dict)  # external event id -> occurred
+    # Per incident, a digest of the ids of the events evaluated (engine._chain): what
+    # tells a rewrite with the same changes from one with others.
+    digests: dict[str, str] = field(default_factory=dict)
+    # Events of history not acted on, and why (the newest SKIPPED_KEPT), until `status
+    # --acknowledge`.
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         data = {"format": FORMAT, **asdict(self)}
@@ -138,6 +145,8 @@ class State:
             firings={k: FiringRecord(**v) for k, v in raw["firings"].items()},
             invocations=invocations,
             ingested=raw["ingested"],
+            digests=raw.get("digests", {}),  # absent from a ledger of an earlier version
+            skipped=raw.get("skipped", []),
         )
 
     def open_invocations(self) -> list[Invocation]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files
 
@@ -36,7 +37,10 @@ class IncidentsPlugin(BasePlugin):  # type: ignore[type-arg,no-untyped-call]
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
         self.root = tracker.find_root(Path(config.config_file_path).resolve().parent)
-        self.built = site.from_repository(self.root, config.site_url or "")
+        try:
+            self.built = site.from_repository(self.root, config.site_url or "")
+        except gitcmd.GitError as exc:  # no commits yet, a shallow clone: said in one line
+            raise PluginError(f"gitops-incidents: {exc}") from None
         if site.STYLE not in config.extra_css:
             config.extra_css.append(site.STYLE)
         return config

@@ -23,6 +23,15 @@ def config_at(root: Path, rev: str) -> Config:
     return config or Config()
 
 
+def config_problem_at(root: Path, rev: str) -> str | None:
+    """Why the configuration committed at `rev` cannot be read, or None."""
+    data = gitcmd.read_blob(root, rev, tracker.CONFIG_FILE)
+    if data is None:
+        return None
+    config, findings = parse_file(tracker.CONFIG_FILE, data, Config, Context())
+    return None if config is not None else f"{rev[:12]}: {findings[0]}"
+
+
 def branch_ref(root: Path, config: Config) -> str:
     """The configured branch if it exists, else the branch checked out."""
     ref = f"refs/heads/{config.branch}"

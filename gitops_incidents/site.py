@@ -28,7 +28,7 @@ import nh3
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from gitops_incidents import gitcmd
+from gitops_incidents import gitcmd, tracker
 from gitops_incidents.history import incident_histories
 from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
@@ -101,7 +101,9 @@ class Site:
 def tag_slug(tag: str) -> str:
     """A file name for a tag: readable, and distinct for distinct tags."""
     slug = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")[:60] or "tag"
-    return slug if slug == tag else f"{slug}-{hashlib.sha1(tag.encode()).hexdigest()[:6]}"
+    if slug == tag and slug not in tracker.SITE_PAGES:  # a tag named index: not tags/index
+        return slug
+    return f"{slug}-{hashlib.sha1(tag.encode()).hexdigest()[:6]}"
 
 
 def from_repository(root: Path, site_url: str = "") -> Site:
@@ -187,7 +189,13 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
         active=list(by_severity.items()),
         resolved=resolved[:RECENT],
     )
-    render("all.md", "incidents/index.md", "../", "All incidents", items=sorted(shown, key=lambda i: -i.number))
+    render(
+        "all.md",
+        "incidents/index.md",
+        "../",
+        "All incidents",
+        items=sorted(shown, key=lambda i: -i.number),
+    )
 
     tagged: dict[str, list[Incident]] = {}
     for item in shown:

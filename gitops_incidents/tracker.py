@@ -15,6 +15,9 @@ INCIDENTS = "incidents"
 AUTOMATIONS = "automations"
 CONFIG_FILE = "gitops-incidents.yaml"
 AUTOMATION_SUFFIXES = (".yaml", ".yml", ".json")
+# Page names MkDocs gives a folder's index (README.md becomes index.html): the site's
+# listings have them, so no incident (or tag) page may.
+SITE_PAGES = frozenset({"index", "README"})
 
 
 class Kind(enum.Enum):
@@ -50,6 +53,8 @@ def name_problem(relpath: str, kind: Kind) -> str | None:
         return "the file name is not UTF-8"
     if kind is Kind.INCIDENT and not relpath.endswith(".yaml"):
         return "an incident file is named <id>.yaml"
+    if kind is Kind.INCIDENT and file_id(relpath) in SITE_PAGES:
+        return f"id {file_id(relpath)!r} is the site's own page incidents/index.html"
     if kind is Kind.AUTOMATION and not relpath.endswith(AUTOMATION_SUFFIXES):
         return "an automation file is named <id>.yaml, <id>.yml or <id>.json"
     return None if kind is Kind.CONFIG else id_problem(file_id(relpath))

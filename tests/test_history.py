@@ -301,7 +301,7 @@ def test_empty_branch_history(repo: Repo, capsys: pytest.CaptureFixture[str]) ->
 def test_repository_without_commits(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = events_output(capsys, "--repo", str(repo.path))
     assert status == 2
-    assert "is not a commit" in err
+    assert "the repository has no commits yet" in err
 
 
 def test_incident_histories(repo: Repo) -> None:

@@ -69,17 +69,32 @@ def _endless_window(repo: Repo) -> None:
 
 
 def _symlinked_incident(repo: Repo) -> None:
-    os.symlink("/etc/hostname", repo.path / "incidents" / "linked.yaml")
+    (repo.path / "incidents" / "linked.yaml").symlink_to("/etc/hostname")
     repo.git("add", "-A")
 
 
 # (what is committed, the finding `events` reports for it)
 BAD_COMMITS: dict[str, tuple[Callable[[Repo], None], str]] = {
-    "non-UTF-8 file name": (_non_utf8_name, "incidents/bad\\xff.yaml:1:1: the file name is not UTF-8"),
-    "gitlink named like an incident": (_gitlink, "incidents/sub.yaml:1:1: a submodule (gitlink), not a file"),
-    "timestamp overflowing in UTC": (_utc_overflow, "incidents/late.yaml:3:13: start_time: the time is out of range once converted to UTC"),
-    "hex integer beyond the digit limit": (_hex_beyond_digit_limit, "incidents/fine.yaml:4:8: number with too many digits"),
-    "symbolic link as an incident": (_symlinked_incident, "incidents/linked.yaml:1:1: a symbolic link, not a file: git records the link itself, not its target"),
+    "non-UTF-8 file name": (
+        _non_utf8_name,
+        "incidents/bad\\xff.yaml:1:1: the file name is not UTF-8",
+    ),
+    "gitlink named like an incident": (
+        _gitlink,
+        "incidents/sub.yaml:1:1: a submodule (gitlink), not a file",
+    ),
+    "timestamp overflowing in UTC": (
+        _utc_overflow,
+        "incidents/late.yaml:3:13: start_time: the time is out of range once converted to UTC",
+    ),
+    "hex integer beyond the digit limit": (
+        _hex_beyond_digit_limit,
+        "incidents/fine.yaml:4:8: number with too many digits",
+    ),
+    "symbolic link as an incident": (
+        _symlinked_incident,
+        "incidents/linked.yaml:1:1: a symbolic link, not a file: git records the link itself, not its target",
+    ),
 }
 
 
@@ -147,17 +162,30 @@ def secret(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("link", "finding"),
     [
-        ("incidents/leak.yaml", "incidents/leak.yaml:1:1: incidents/leak.yaml is a symbolic link, not a file: git records the link itself, not its target"),
-        ("automations/leak.yaml", "automations/leak.yaml:1:1: automations/leak.yaml is a symbolic link, not a file: git records the link itself, not its target"),
-        ("gitops-incidents.yaml", "gitops-incidents.yaml:1:1: gitops-incidents.yaml is a symbolic link, not a file: git records the link itself, not its target"),
+        (
+            "incidents/leak.yaml",
+            "incidents/leak.yaml:1:1: incidents/leak.yaml is a symbolic link, not a file: git records the link itself, not its target",
+        ),
+        (
+            "automations/leak.yaml",
+            "automations/leak.yaml:1:1: automations/leak.yaml is a symbolic link, not a file: git records the link itself, not its target",
+        ),
+        (
+            "gitops-incidents.yaml",
+            "gitops-incidents.yaml:1:1: gitops-incidents.yaml is a symbolic link, not a file: git records the link itself, not its target",
+        ),
     ],
 )
 def test_validate_never_follows_a_symlink_out_of_the_repository(
     repo: Repo, secret: Path, link: str, finding: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (repo.path / link).parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(secret, repo.path / link)
-    for args in (("validate",), ("validate", str(repo.path / link)), ("validate", "--format", "json")):
+    (repo.path / link).symlink_to(secret)
+    for args in (
+        ("validate",),
+        ("validate", str(repo.path / link)),
+        ("validate", "--format", "json"),
+    ):
         status, out, err = run(capsys, repo, *args)
         assert status == 1
         assert "TOP-SECRET" not in out + err
@@ -173,7 +201,7 @@ def test_validate_never_follows_a_symlink_out_of_the_repository(
 def test_a_symlinked_folder_is_a_finding_not_zero_problems(
     repo: Repo, secret: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    os.symlink(secret.parent, repo.path / "incidents")
+    (repo.path / "incidents").symlink_to(secret.parent)
     status, out, err = run(capsys, repo, "validate")
     assert status == 1
     assert "TOP-SECRET" not in out + err
@@ -266,3 +294,95 @@ def _process(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
+
+
+# -- history the engine cannot match, and a configuration it cannot read -----------------
+
+from tests.test_engine import PAGER, automation, incident, receiver, tracker  # noqa: E402, F401
+from tests.webhook_server import Receiver  # noqa: E402
+
+NS = "prefect-cloud"
+
+
+def _declared_names(receiver: Receiver) -> list[str]:
+    return [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
+
+
+def test_a_squash_force_push_that_declares_acts_on_the_new_and_lists_the_rest(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = tracker.head()
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 10)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("declare a", when=T0 + 20)
+    tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
+    tracker.commit("raise a", when=T0 + 30)
+    assert run(capsys, tracker, "apply")[0] == 0
+    assert _declared_names(receiver) == ["A"]
+
+    # Squash everything since the start into one commit that also declares b.
+    tracker.git("reset", "-q", "--soft", start)
+    tracker.write("incidents/b.yaml", incident("B"))
+    tracker.commit("squashed", when=T0 + 40)
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1
+    assert _declared_names(receiver) == ["A", "B"]  # b's declaration acted on, once
+    assert "note: history was rewritten" in err
+    assert f"skipped: {NS}.incident.declared of {NS}.incident.a (" in err
+    status, _, err = run(capsys, tracker, "status")
+    assert status == 1
+    assert f"{NS}.incident.declared of a (" in err and "history was rewritten" in err
+    assert run(capsys, tracker, "apply")[0] == 0  # nothing new: nothing again
+    assert _declared_names(receiver) == ["A", "B"]
+    assert run(capsys, tracker, "status", "--acknowledge")[0] == 0
+    assert run(capsys, tracker, "status")[0] == 0
+
+
+def test_a_git_replace_of_the_tip_is_reported_and_history_read_as_committed(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 10)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tip = tracker.head()
+    tracker.write("incidents/x.yaml", incident("X"))
+    replacement = tracker.commit("a replacement that declares x", when=T0 + 20)
+    tracker.git("reset", "-q", "--hard", tip)
+    tracker.git("replace", tip, replacement)
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1
+    assert "error: 1 commit(s) replaced with git replace" in err
+    assert receiver.to("/pager") == []
+    status, _, err = run(capsys, tracker, "status")
+    assert status == 1 and "replaced with git replace: ignored" in err
+    assert run(capsys, tracker, "events", "--incident", "x")[1] == ""
+
+
+def test_an_invalid_configuration_stops_the_engine_until_it_is_valid_again(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_engine import CONFIG
+
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 10)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("gitops-incidents.yaml", CONFIG + "namespace: Not A Namespace\n")
+    tracker.write("incidents/c.yaml", incident("C"))
+    bad = tracker.commit("a broken configuration", when=T0 + 20)
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1
+    assert (
+        f"error: {bad[:12]}: gitops-incidents.yaml:9:12: namespace: string should match "
+        "pattern '^[a-z0-9][a-z0-9-]*$': the engine acts on nothing from this commit on"
+    ) in err
+    assert f"skipped: {NS}.incident.declared of {NS}.incident.c ({bad[:12]})" in err
+    assert receiver.to("/pager") == []
+    assert run(capsys, tracker, "status")[0] == 1
+
+    tracker.write("gitops-incidents.yaml", CONFIG)
+    tracker.write("incidents/d.yaml", incident("D"))
+    tracker.commit("fixed", when=T0 + 30)
+    assert run(capsys, tracker, "apply")[0] == 0
+    assert _declared_names(receiver) == ["D"]

@@ -73,6 +73,17 @@ def show(report: Report, form: str) -> None:
     """What fired and what each action did: for people on stderr, or JSON on stdout."""
     for finding in report.findings:
         print(f"warning: {finding}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    for item in report.skipped:
+        event = item.event
+        print(
+            f"skipped: {event['event']} of {event['resource']['prefect.resource.id']} "
+            f"({item.commit[:12]}): {item.reason}",
+            file=sys.stderr,
+        )
     if form == "json":
         for record in report.fired:
             line = {

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gitops_incidents import gitcmd, tracker
 from gitops_incidents.commands import UsageError
 
 MKDOCS_FILE = Path("site") / "mkdocs.yml"
 DEFAULT_OUT = Path("site") / "build"
+# Written into every built site: a folder that holds it is one MkDocs may empty.
+MARKER = ".gitops-incidents-build"
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -22,7 +25,18 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         description="Generate the pages from the files and their history and build them "
         "with MkDocs and Material for MkDocs.",
     )
-    parser.add_argument("--out", type=Path, metavar="DIR", help=f"default: {DEFAULT_OUT}")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"default: {DEFAULT_OUT}; MkDocs empties it first, so it must be a folder "
+        f"a build made (it holds {MARKER}) or a new or empty one",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="build into an existing folder that a build did not make (its files are deleted)",
+    )
 
 
 def config_file(root: Path) -> Path:
@@ -49,9 +63,35 @@ def run(args: argparse.Namespace) -> int:
     mkdocs_file = config_file(args.repo)
     log_to_stderr()
     out = (args.out or args.repo / DEFAULT_OUT).resolve()
+    check_out(args.repo, out, force=args.force)
     try:
         build(load_config(config_file=str(mkdocs_file), site_dir=str(out)))
+        (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
     except MkDocsException as exc:
         raise UsageError(f"{mkdocs_file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
     print(f"site built in {out}", file=sys.stderr)
     return 0
+
+
+def check_out(root: Path, out: Path, *, force: bool) -> None:
+    """Refuse an output folder whose files a build would delete and did not make: the
+    tracker's own data (even with --force), or files without a build's marker."""
+    kept = [root / tracker.INCIDENTS, root / tracker.AUTOMATIONS, root / "site" / "docs"]
+    kept += [root / MKDOCS_FILE, gitcmd.git_dir(root) if (root / ".git").exists() else root]
+    for data in kept:
+        if out == data or out in data.parents:
+            raise UsageError(f"--out {out}: emptying it would delete the tracker's own {data}")
+        if data in out.parents and data.is_dir():
+            raise UsageError(f"--out {out}: inside the tracker's own {data}")
+    if out == root or out in root.parents:
+        raise UsageError(f"--out {out}: would delete the repository")
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
+        raise UsageError(
+            f"--out {out}: the folder holds files a build did not make, and a build empties "
+            "it first: choose another folder, or pass --force to delete them"
+        )

@@ -15,7 +15,17 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         parents=[common],
         help="preview the site on 127.0.0.1:8000, rebuilt on each commit (live reload)",
     )
-    parser.add_argument("--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT")
+    parser.add_argument("--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT", type=address)
+
+
+def address(value: str) -> str:
+    """HOST:PORT, checked before MkDocs sees it (it would fail with a traceback)."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT such as 127.0.0.1:8000, not {value!r}"
+        )
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

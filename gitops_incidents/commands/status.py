@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from gitops_incidents import gitcmd
+from gitops_incidents.ledger import State
 from gitops_incidents.commands import UsageError
 from gitops_incidents.triggers import iso
 
@@ -19,15 +20,34 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         help="position in history, armed triggers, actions pending, failed or unknown",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--acknowledge",
+        action="store_true",
+        help="clear the list of events skipped (after reading it): the one thing status writes",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import Engine, restored_windows
+    from gitops_incidents.repository import config_problem_at
 
     try:
         engine = Engine(args.repo)
+        if args.acknowledge:
+            engine.ledger.update(_acknowledge, "acknowledge the skipped events")
         _, state = engine.ledger.read()
         head = engine.head()
+        problems = [
+            f"{problem}: the engine acts on nothing until the configuration is valid"
+            for problem in [config_problem_at(args.repo, head)]
+            if problem
+        ]
+        replaced = gitcmd.replacements(args.repo)
+        if replaced:
+            problems.append(
+                f"{len(replaced)} commit(s) replaced with git replace: ignored, history "
+                "is read as committed"
+            )
         windows = restored_windows(engine, state)
         behind = (
             int(gitcmd.run(args.repo, "rev-list", "--count", f"{state.position}..{head}"))
@@ -63,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
                 {"invocation": i.key, "type": i.type, "status": i.status, "detail": i.detail}
                 for i in attention
             ],
+            "skipped": state.skipped,
+            "problems": problems,
         }
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return 0
+        return 1 if state.skipped or problems else 0
     if state.position is None:
         print(f"not started: the first apply starts at {head[:12]}", file=sys.stderr)
     else:
@@ -82,4 +104,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"actions needing attention: {len(attention)}", file=sys.stderr)
     for i in attention:
         print(f"  {i.status}: {i.key} ({i.type}) {i.detail}".rstrip(), file=sys.stderr)
-    return 0
+    if state.skipped:
+        print(
+            f"events not acted on: {len(state.skipped)} (status --acknowledge clears the list)",
+            file=sys.stderr,
+        )
+    for item in state.skipped:
+        print(
+            f"  {item['name']} of {item['incident']} ({item['commit'][:12]}): {item['reason']}",
+            file=sys.stderr,
+        )
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if state.skipped or problems else 0
+
+
+def _acknowledge(state: State) -> None:
+    state.skipped = []

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 def _tracker_paths(root: Path, path: Path) -> list[str]:
     """The tracker files a command-line path names: a file, or the files in a folder."""
     # Made absolute without following a symbolic link: the link is what is checked.
-    full = Path(os.path.abspath(path))
+    full = Path(os.path.abspath(path))  # noqa: PTH100 (resolve() would follow it)
     if not os.path.lexists(full):
         raise UsageError(f"{path}: no such file or directory")
     try:
