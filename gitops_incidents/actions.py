@@ -24,7 +24,7 @@ from jinja2 import TemplateError as JinjaError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from gitops_incidents import gitcmd, models, tracker, yamlio
+from gitops_incidents import gitcmd, models, templates, tracker, yamlio
 from gitops_incidents.events import IncidentState
 from gitops_incidents.faults import crashpoint
 from gitops_incidents.models import Automation, Config, Context
@@ -188,7 +188,7 @@ def template_context(call: Call) -> dict[str, Any]:
 
 def render(template: str, call: Call) -> str:
     try:
-        return compile_template(template).render(template_context(call))
+        return templates.render(compile_template(template), template_context(call))
     except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, RuntimeError) as exc:
         raise ActionFailed(f"template failed at render time: {exc}") from None
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.webhook_server import Receiver, serve
+
 ROOT = Path(__file__).resolve().parent.parent
 
 IDENTITY = {
@@ -92,3 +94,39 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Repo]:
     yield Repo(tmp_path / "tracker")
+
+
+# -- a tracker whose notifiers and webhooks reach a real HTTP server on 127.0.0.1 --------
+
+T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+CONFIG = """\
+bot: {name: gitops-incidents, email: bot@example.invalid}
+notifiers:
+  hook: {kind: webhook, url_env: HOOK_URL}
+  slack: {kind: slack, url_env: SLACK_URL}
+  teams: {kind: teams, url_env: TEAMS_URL}
+  apprise: {kind: apprise, url_env: APPRISE_URL}
+webhooks:
+  pager: {url_env: PAGER_URL}
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+@pytest.fixture
+def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    """A tracker repository whose notifiers and webhooks point at the local server."""
+    for name in ("HOOK", "SLACK", "TEAMS", "PAGER"):
+        monkeypatch.setenv(f"{name}_URL", receiver.url(f"/{name.lower()}"))
+    monkeypatch.setenv("APPRISE_URL", receiver.url("/apprise").replace("http://", "json://"))
+    monkeypatch.setenv("GITOPS_INCIDENTS_RETRY_DELAY", "0.01")
+    monkeypatch.delenv("GITOPS_INCIDENTS_CRASH", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    repo.write("gitops-incidents.yaml", CONFIG)
+    repo.write("incidents/old.yaml", "name: Before the engine\nseverity: SEV-2\n")
+    repo.commit("start", when=T0)
+    return repo

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from gitops_incidents.cli import main
 from gitops_incidents.commands.ingest import parse_event
 from gitops_incidents.faults import CRASH_EXIT
 from gitops_incidents.ledger import LEASE, Claim, Ledger
-from tests.conftest import Repo
-from tests.webhook_server import Receiver, serve
+from tests.conftest import T0, Repo
+from tests.webhook_server import Receiver
 
-T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
 NS = "prefect-cloud"
 BOT = ("gitops-incidents", "bot@example.invalid")
-
-CONFIG = """\
-bot: {name: gitops-incidents, email: bot@example.invalid}
-notifiers:
-  hook: {kind: webhook, url_env: HOOK_URL}
-  slack: {kind: slack, url_env: SLACK_URL}
-  teams: {kind: teams, url_env: TEAMS_URL}
-  apprise: {kind: apprise, url_env: APPRISE_URL}
-webhooks:
-  pager: {url_env: PAGER_URL}
-"""
 
 
 def incident(name: str, severity: str = "SEV-2", extra: str = "") -> str:
@@ -55,26 +42,6 @@ def automation(expect: str, actions_yaml: str, extra: str = "") -> str:
 
 PAGER = "  - type: call-webhook\n    target: pager\n"
 SLACK = "  - type: send-notification\n    target: slack\n    body: '{{ event.resource.name }}'\n"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from serve()
-
-
-@pytest.fixture
-def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    """A tracker repository whose notifiers and webhooks point at the local server."""
-    for name in ("HOOK", "SLACK", "TEAMS", "PAGER"):
-        monkeypatch.setenv(f"{name}_URL", receiver.url(f"/{name.lower()}"))
-    monkeypatch.setenv("APPRISE_URL", receiver.url("/apprise").replace("http://", "json://"))
-    monkeypatch.setenv("GITOPS_INCIDENTS_RETRY_DELAY", "0.01")
-    monkeypatch.delenv("GITOPS_INCIDENTS_CRASH", raising=False)
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    repo.write("gitops-incidents.yaml", CONFIG)
-    repo.write("incidents/old.yaml", incident("Before the engine"))
-    repo.commit("start", when=T0)
-    return repo
 
 
 def apply(repo: Repo, *args: str) -> int:

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from gitops_incidents.cli import main
-from tests.conftest import ROOT, Repo
+from tests.conftest import CONFIG, ROOT, T0, Repo
+from tests.test_engine import PAGER, automation, incident
+from tests.webhook_server import Receiver
 
-T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
 OK = "name: Fine\nseverity: SEV-2\n"
 
 
@@ -298,8 +299,6 @@ def _process(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
 
 # -- history the engine cannot match, and a configuration it cannot read -----------------
 
-from tests.test_engine import PAGER, automation, incident, receiver, tracker  # noqa: E402, F401
-from tests.webhook_server import Receiver  # noqa: E402
 
 NS = "prefect-cloud"
 
@@ -363,8 +362,6 @@ def test_a_git_replace_of_the_tip_is_reported_and_history_read_as_committed(
 def test_an_invalid_configuration_stops_the_engine_until_it_is_valid_again(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.test_engine import CONFIG
-
     tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
     tracker.commit("page on declare", when=T0 + 10)
     assert run(capsys, tracker, "apply")[0] == 0
@@ -386,3 +383,71 @@ def test_an_invalid_configuration_stops_the_engine_until_it_is_valid_again(
     tracker.commit("fixed", when=T0 + 30)
     assert run(capsys, tracker, "apply")[0] == 0
     assert _declared_names(receiver) == ["D"]
+
+
+# -- template resource bombs ----------------------------------------------------------------
+
+BOMBS = {
+    "string multiplication": "{{ 'a' * 1000000000 }}",
+    "a multiplied variable": "{% set n = 1000000000 %}{{ 'ab' * n }}",
+    "a list multiplied twice": "{{ ([1] * 1000000) * 1000000 }}",
+    "a power": "{{ 2 ** 100000000 }}",
+    "a %-format width": "{{ '%0999999999d' % 1 }}",
+    "a format spec width": "{{ '{:>999999999}'.format(1) }}",
+    "a nested format width": "{{ '{:{}}'.format(1, 999999999) }}",
+    "center": "{{ 'x' | center(999999999) }}",
+    "str.center": "{{ 'x'.center(999999999) }}",
+    "indent by a million": "{% set s = 'a\\n' * 400000 %}{{ s | indent(1000000) }}",
+    "replace the empty string": "{% set s = 'a' * 1000000 %}{{ s | replace('', s) }}",
+    "str.replace": "{% set s = 'a' * 1000000 %}{{ s.replace('a', s) }}",
+    "join with a megabyte": "{% set s = 'a' * 1000000 %}{{ range(100) | join(s) }}",
+    "expandtabs": "{% set s = '\\t' * 1000000 %}{{ s.expandtabs(1000) }}",
+    "batch padding": "{{ range(3) | batch(999999999, 'x') | list }}",
+    "~ doubling in a loop": "{% set ns = namespace(s='a') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    "+ doubling in a loop": "{% set ns = namespace(s='a') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+    "nested loops over long strings": "{% for a in 'x' * 100000 %}{% for b in 'y' * 100000 %}{% endfor %}{% endfor %}",
+    "a macro calling itself twice": "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "output over the limit": "{% for i in range(100) %}{% for j in range(100) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("source", BOMBS.values(), ids=list(BOMBS))
+def test_a_template_bomb_compiles_at_once_and_fails_its_render_cleanly(source: str) -> None:
+    from gitops_incidents.templates import TemplateLimit, compile_template, render
+
+    template = compile_template(source)  # what validate does: nothing is folded or built
+    with pytest.raises(TemplateLimit):
+        render(template, {})
+
+
+def test_templates_within_the_bounds_render_as_jinja_does() -> None:
+    from gitops_incidents.templates import compile_template, render
+
+    source = (
+        "{{ 'ab' * 3 }}|{{ '%5d' % 3 }}|{{ 'x' ~ 'y' }}|{% for i in range(3) %}{{ i }}{% endfor %}"
+        "|{{ [1, 2] | join(',') }}|{{ 'a b' | replace(' ', '-') }}|{{ '{:>4}'.format(1) }}"
+        "|{{ 'x' | center(5) }}|{{ 2 ** 10 }}|{{ 'l1\\nl2' | indent(2) }}"
+    )
+    assert (
+        render(compile_template(source), {})
+        == "ababab|    3|xy|012|1,2|a-b|   1|  x  |1024|l1\n  l2"
+    )
+
+
+def test_a_bomb_in_an_action_is_a_failed_action_and_the_others_run(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bomb = "  - type: call-webhook\n    target: pager\n    payload: \"{{ 'a' * 1000000000 }}\"\n"
+    tracker.write("automations/bomb.yaml", automation(f"{NS}.incident.declared", bomb + PAGER))
+    tracker.commit("a bomb", when=T0 + 10)
+    assert run(capsys, tracker, "validate")[0] == 0
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("declare a", when=T0 + 20)
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1
+    assert (
+        "failed: on prefect-cloud.incident.declared: call-webhook: template failed at render time: the template would build a value over 1048576 characters"
+        in err
+    )
+    assert _declared_names(receiver) == ["A"]  # the second action ran

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.ledger import State
 from gitops_incidents.commands import UsageError
+from gitops_incidents.ledger import State
 from gitops_incidents.triggers import iso
 
 
