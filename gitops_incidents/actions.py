@@ -104,6 +104,10 @@ class Call:
     event: dict[str, Any] | None
     incidents: dict[str, IncidentState]
     recovering: bool  # an earlier attempt may have had its effect: look before acting
+    # A commit action's edit, staged in the checked-out working tree before the branch
+    # moves ({"path", "blob"}): recorded first, so that a restart knows it.
+    intent: dict[str, str] | None = None
+    note_intent: Callable[[dict[str, str]], None] | None = None
 
 
 def execute(call: Call) -> str:
@@ -374,7 +378,12 @@ def publish(
     call: Call, path: str, edit: Callable[[bytes | None], bytes | None], subject: str
 ) -> str:
     """Commit `edit` of `path` on the branch as the bot, with the action trailer, by
-    compare-and-swap; if the branch moved meanwhile, edit its new tip instead."""
+    compare-and-swap; if the branch moved meanwhile, edit its new tip instead.
+
+    Where the branch is checked out, the edit is staged in its index and working tree
+    first, and the branch moves after (git's own order in `git commit`): a crash in
+    between leaves the edit staged, so a person's next commit carries it and never
+    reverts it; the restart then finds it on the branch (`intent`) and adds nothing."""
     root = call.root
     trailer = f"{gitcmd.ACTION_TRAILER}: {call.key}"
     message = f"{subject}\n\nAutomation: {call.automation.name}\n\n{trailer}\n"
@@ -383,7 +392,7 @@ def publish(
         if tip is None:
             raise ActionFailed(f"the branch {call.branch_ref} does not exist")
         if call.recovering:
-            done = _committed(root, tip, call.key)
+            done = _committed(root, tip, call.key) or _landed(root, tip, call.intent)
             if done:
                 return f"committed {done[:12]} (found after a restart)"
         old = gitcmd.read_blob(root, tip, path)
@@ -391,10 +400,70 @@ def publish(
         if new is None or new == old:
             return "nothing to change"
         commit = gitcmd.commit_tree(root, tip, {path: new}, message, env=_bot_env(call.config))
+        intent = {"path": path, "blob": gitcmd.run(root, "rev-parse", f"{commit}:{path}").strip()}
+        checked_out = _checked_out(root, call.branch_ref)
+        if checked_out:
+            if call.note_intent is not None:
+                call.note_intent(intent)
+            if not _stage(root, tip, commit):
+                if gitcmd.ref_value(root, call.branch_ref) != tip:
+                    continue  # a commit landed meanwhile: edit its tip instead
+                raise ActionFailed(
+                    f"{path} has changes in the checked-out working tree that are not "
+                    "committed: commit or stash them, then run again (the edit was not made, "
+                    "so that committing them cannot undo it)"
+                )
+            crashpoint("after-stage")
         if gitcmd.update_ref(root, call.branch_ref, commit, tip):
             crashpoint("after-commit")
-            _sync_worktree(root, call.branch_ref, tip, commit)
             return f"committed {commit[:12]}"
+        if checked_out:
+            moved = gitcmd.ref_value(root, call.branch_ref) or tip
+            landed = _landed(root, moved, intent)
+            if landed:  # a person committed the staged edit meanwhile
+                return f"committed {landed[:12]} (with a commit made meanwhile)"
+            _unstage(root, path, tip, intent["blob"])
+
+
+def _checked_out(root: Path, ref: str) -> bool:
+    try:
+        return gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip() == ref
+    except gitcmd.GitError:
+        return False  # detached, or a bare repository
+
+
+def _stage(root: Path, tip: str, commit: str) -> bool:
+    """Bring the index and the file along from `tip` to `commit`: git's two-tree merge,
+    which refuses (False) where changes not committed are in the way."""
+    try:
+        gitcmd.run(root, "read-tree", "-m", "-u", tip, commit)
+    except gitcmd.GitError:
+        return False
+    return True
+
+
+def _unstage(root: Path, path: str, tip: str, blob: str) -> None:
+    """Undo `_stage` after a lost race, where the staged edit is still as it was."""
+    staged = gitcmd.run(root, "ls-files", "-s", "--", path).split()
+    if len(staged) < 2 or staged[1] != blob:
+        return
+    if gitcmd.read_blob(root, tip, path) is None:
+        gitcmd.run(root, "rm", "-q", "-f", "--", path)
+    else:
+        gitcmd.run(root, "checkout", tip, "--", path)
+
+
+def _landed(root: Path, tip: str, intent: dict[str, str] | None) -> str | None:
+    """The commit that put the intended version of the file on the branch, if it is there."""
+    if intent is None:
+        return None
+    try:
+        current = gitcmd.run(root, "rev-parse", f"{tip}:{intent['path']}").strip()
+    except gitcmd.GitError:
+        return None
+    if current != intent["blob"]:
+        return None
+    return gitcmd.run(root, "log", "-1", "--format=%H", tip, "--", intent["path"]).strip()
 
 
 def _committed(root: Path, tip: str, key: str) -> str | None:
@@ -409,17 +478,6 @@ def _committed(root: Path, tip: str, key: str) -> str | None:
         if key in keys.split():  # the grep matches prefixes too: a/f/1 in a/f/10
             return commit
     return None
-
-
-def _sync_worktree(root: Path, ref: str, old: str, new: str) -> None:
-    """If the branch is checked out here, bring the index and files along (git's own
-    two-tree merge keeps local edits; it refuses if they conflict)."""
-    try:
-        if gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip() != ref:
-            return
-        gitcmd.run(root, "read-tree", "-m", "-u", old, new)
-    except gitcmd.GitError:
-        return  # bare, detached, or local edits in the way: the branch is right regardless
 
 
 def _check(path: str, data: bytes, model: type[Any], config: Config) -> bytes:

@@ -538,11 +538,19 @@ class Engine:
             event=firing.event,
             incidents=self._states,
             recovering=recovering,
+            intent=state.invocations[key].intent,
+            note_intent=functools.partial(self._note_intent, key),
         )
         try:
             return "done", actions.execute(call)
         except actions.ActionFailed as exc:
             return "failed", str(exc)
+
+    def _note_intent(self, key: str, intent: dict[str, str]) -> None:
+        def note(state: State) -> None:
+            state.invocations[key].intent = intent
+
+        self.ledger.update(note, f"stage {key}")
 
 
 UNKNOWN = (

@@ -78,6 +78,7 @@ class Invocation:
     detail: str = ""
     claim: Claim | None = None
     updated: float = 0.0
+    intent: dict[str, str] | None = None  # a commit action's staged edit (actions.publish)
 
 
 @dataclass

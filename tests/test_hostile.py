@@ -451,3 +451,87 @@ def test_a_bomb_in_an_action_is_a_failed_action_and_the_others_run(
         in err
     )
     assert _declared_names(receiver) == ["A"]  # the second action ran
+
+
+# -- a crash between an action's steps: the working tree, the index, the next commit -------
+
+COMMENT = "  - type: comment-on-incident\n    source: inferred\n    text: Seen by the bot.\n"
+
+
+def _crashed_apply(tracker: Repo, point: str) -> None:
+    from tests.test_engine import apply_process
+
+    tracker.write("automations/act.yaml", automation(f"{NS}.incident.declared", COMMENT))
+    tracker.commit("automation", when=T0 + 1)
+    assert main(["--repo", str(tracker.path), "apply"]) == 0
+    tracker.write("incidents/x.yaml", incident("X"))
+    tracker.commit("declare x", when=T0 + 2)
+    crashed = apply_process(tracker, crash=point)
+    assert crashed.wait() == 70, crashed.communicate()
+
+
+def _uninterrupted(tracker: Repo) -> tuple[str, str]:
+    """The incident file and `git status` after an apply nothing interrupted."""
+    return (tracker.path / "incidents/x.yaml").read_text(), tracker.git("status", "--porcelain")
+
+
+@pytest.mark.parametrize("point", ["after-stage", "after-commit"])
+def test_a_crash_between_steps_then_a_human_commit_never_reverts_the_bot(
+    tracker: Repo, point: str
+) -> None:
+    _crashed_apply(tracker, point)
+    # Whatever git status shows now, a person's `git add -A && git commit` keeps the edit.
+    tracker.write("incidents/old.yaml", "name: Before the engine, edited\nseverity: SEV-2\n")
+    tracker.commit("a human commit right after the crash", author=("Human", "h@example.invalid"))
+    assert tracker.git("show", "HEAD:incidents/x.yaml").count("Seen by the bot.") == 1
+    assert main(["--repo", str(tracker.path), "apply"]) == 0  # the restart
+    assert tracker.git("show", "HEAD:incidents/x.yaml").count("Seen by the bot.") == 1
+    assert tracker.git("status", "--porcelain") == ""
+    from gitops_incidents.ledger import Ledger
+
+    _, state = Ledger(tracker.path, "main").read()
+    (invocation,) = state.invocations.values()
+    assert invocation.status == "done"
+
+
+@pytest.mark.parametrize("point", ["after-stage", "after-commit"])
+def test_a_crash_between_steps_then_a_restart_leaves_what_an_uninterrupted_run_leaves(
+    tracker: Repo, point: str, tmp_path: Path
+) -> None:
+    twin = Repo(tmp_path / "twin")  # the same history, applied without a crash
+    for repo in (tracker, twin):
+        repo.write("gitops-incidents.yaml", CONFIG)
+        repo.write("incidents/old.yaml", "name: Before the engine\nseverity: SEV-2\n")
+        repo.commit("start", when=T0)
+    twin.write("automations/act.yaml", automation(f"{NS}.incident.declared", COMMENT))
+    twin.commit("automation", when=T0 + 1)
+    assert main(["--repo", str(twin.path), "apply"]) == 0
+    twin.write("incidents/x.yaml", incident("X"))
+    twin.commit("declare x", when=T0 + 2)
+    assert main(["--repo", str(twin.path), "apply"]) == 0
+
+    _crashed_apply(tracker, point)
+    assert main(["--repo", str(tracker.path), "apply"]) == 0
+    assert _uninterrupted(tracker) == _uninterrupted(twin)
+    assert tracker.git("ls-files", "-s") == twin.git("ls-files", "-s")
+    assert tracker.git("show", "HEAD:incidents/x.yaml") == twin.git("show", "HEAD:incidents/x.yaml")
+    assert len(tracker.git("log", "--format=%H", "--author=gitops-incidents").split()) == 1
+
+
+def test_local_changes_in_the_way_fail_the_action_and_commit_nothing(
+    tracker: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write("automations/act.yaml", automation(f"{NS}.incident.declared", COMMENT))
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/x.yaml", incident("X"))
+    tracker.commit("declare x", when=T0 + 2)
+    tracker.write("incidents/x.yaml", incident("X", extra="summary: a draft\n"))  # not committed
+    head = tracker.head()
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1
+    assert (
+        "incidents/x.yaml has changes in the checked-out working tree that are not committed" in err
+    )
+    assert tracker.head() == head
+    assert "summary: a draft" in (tracker.path / "incidents/x.yaml").read_text()
