@@ -30,7 +30,12 @@ def run(capsys: pytest.CaptureFixture[str], repo: Repo, *args: str) -> tuple[int
 
 
 def with_site(repo: Repo) -> Repo:
-    shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
+    shutil.copytree(
+        ROOT / "site",
+        repo.path / "site",
+        ignore=shutil.ignore_patterns("build"),
+        dirs_exist_ok=True,
+    )
     repo.write("incidents/fine.yaml", OK)
     repo.commit("start", when=T0)
     return repo
@@ -535,3 +540,134 @@ def test_local_changes_in_the_way_fail_the_action_and_commit_nothing(
     )
     assert tracker.head() == head
     assert "summary: a draft" in (tracker.path / "incidents/x.yaml").read_text()
+
+
+# -- building a branch not yet trusted -------------------------------------------------------
+
+HOOK = "from pathlib import Path\nPath(__file__).with_name('HOOK-RAN').write_text('x')\n"
+
+
+def _pull_request(repo: Repo) -> str:
+    """A tracker whose main is trusted, and a branch checked out on top of it."""
+    with_site(repo)
+    repo.git("checkout", "-q", "-b", "pull-request")
+    return "main"
+
+
+def _project(repo: Repo) -> str:
+    return (repo.path / "site/mkdocs.yml").read_text()
+
+
+UNSAFE: dict[str, tuple[Callable[[Repo], object], str]] = {
+    "a hook": (
+        lambda r: (
+            r.write("site/hooks.py", HOOK),
+            r.write("site/mkdocs.yml", _project(r) + "hooks: [hooks.py]\n"),
+        ),
+        "site/mkdocs.yml:23:1: hooks: not as on the base main; a safe build takes it only as the base branch has it",
+    ),
+    "a Python tag": (
+        lambda r: r.write(
+            "site/mkdocs.yml",
+            _project(r).replace(
+                "site_name: Data platform incidents",
+                'site_name: !!python/object/apply:os.system ["touch site/HOOK-RAN"]',
+            ),
+        ),
+        "site/mkdocs.yml:4:12: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed (a safe build reads plain YAML: MkDocs's loader runs code)",
+    ),
+    "an environment variable": (
+        lambda r: r.write(
+            "site/mkdocs.yml",
+            _project(r).replace(
+                "site_name: Data platform incidents", "site_name: !ENV SECRET_TOKEN"
+            ),
+        ),
+        "site/mkdocs.yml:4:12: tag '!ENV' is not allowed (a safe build reads plain YAML: MkDocs's loader runs code)",
+    ),
+    "docs_dir outside": (
+        lambda r: r.write(
+            "site/mkdocs.yml", _project(r).replace("docs_dir: docs", "docs_dir: ../..")
+        ),
+        "site/mkdocs.yml:5:1: docs_dir: not as on the base main; a safe build takes it only as the base branch has it",
+    ),
+    "a symlink out of the repository": (
+        lambda r: (r.path / "site/docs/leak.md").symlink_to("/etc/hostname"),
+        "site/docs/leak.md:1:1: a symbolic link out of the repository, to /etc/hostname",
+    ),
+    "a symlink into .git": (
+        lambda r: (r.path / "site/docs/config.md").symlink_to("../../.git/config"),
+        "site/docs/config.md:1:1: a symbolic link out of the repository, to",
+    ),
+    "a script in the site name": (
+        lambda r: r.write(
+            "site/mkdocs.yml",
+            _project(r).replace(
+                "site_name: Data platform incidents", "site_name: <script>alert(1)</script>"
+            ),
+        ),
+        "site/mkdocs.yml:4:12: site_name: markup or a script URL, which Material prints as it is",
+    ),
+    "a script URL in the nav": (
+        lambda r: r.write(
+            "site/mkdocs.yml",
+            _project(r).replace("  - About: about.md", "  - About: 'javascript:alert(1)'"),
+        ),
+        "site/mkdocs.yml:19:12: nav.4.About: markup or a script URL, which Material prints as it is",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNSAFE, ids=list(UNSAFE))
+def test_a_safe_build_refuses_what_would_run_code_or_leave_the_repository(
+    repo: Repo, case: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = _pull_request(repo)
+    change, finding = UNSAFE[case]
+    change(repo)
+    repo.commit("the pull request", when=T0 + 60)
+    status, _, err = run(
+        capsys, repo, "build", "--safe", "--base", base, "--out", str(tmp_path / "out")
+    )
+    assert status == 1
+    assert err.splitlines()[0].startswith(finding), err
+    assert err.splitlines()[-1].startswith("not built:")
+    assert not (tmp_path / "out").exists()
+    assert not (repo.path / "site" / "HOOK-RAN").exists()
+    assert "SECRET" not in err.replace("SECRET_TOKEN", "")
+
+
+def test_a_safe_build_takes_what_the_base_already_has_and_builds(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo.write("site/hooks.py", HOOK.replace("HOOK-RAN", "BASE-HOOK-RAN"))
+    with_site(repo)
+    repo.write("site/mkdocs.yml", _project(repo) + "hooks: [hooks.py]\n")
+    repo.commit("a hook, reviewed and merged", when=T0 + 30)
+    repo.git("checkout", "-q", "-b", "pull-request")
+    repo.write("incidents/new.yaml", "name: From the pull request\nseverity: SEV-3\n")
+    repo.commit("the pull request", when=T0 + 60)
+    out = tmp_path / "out"
+    assert run(capsys, repo, "build", "--safe", "--base", "main", "--out", str(out))[0] == 0
+    assert (out / "index.html").is_file()
+    assert (repo.path / "site" / "BASE-HOOK-RAN").exists()  # the base's own hook
+    # The same hook file with other code in the pull request is refused.
+    repo.write("site/hooks.py", HOOK)
+    repo.commit("change the hook", when=T0 + 90)
+    status, _, err = run(capsys, repo, "build", "--safe", "--base", "main", "--out", str(out))
+    assert status == 1
+    assert err.splitlines()[0] == (
+        "site/hooks.py:1:1: changed since the base main, and a build runs it"
+    )
+    assert not (repo.path / "site" / "HOOK-RAN").exists()
+
+
+def test_a_plain_build_runs_the_projects_hooks_as_documented(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    repo.write("site/hooks.py", HOOK)
+    repo.write("site/mkdocs.yml", _project(repo) + "hooks: [hooks.py]\n")
+    repo.commit("a hook", when=T0 + 30)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+    assert (repo.path / "site" / "HOOK-RAN").exists()

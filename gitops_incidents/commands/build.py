@@ -6,10 +6,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.commands import UsageError
+
+if TYPE_CHECKING:
+    from gitops_incidents.validation import Finding
 
 MKDOCS_FILE = Path("site") / "mkdocs.yml"
 DEFAULT_OUT = Path("site") / "build"
@@ -31,6 +34,17 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         metavar="DIR",
         help=f"default: {DEFAULT_OUT}; MkDocs empties it first, so it must be a folder "
         f"a build made (it holds {MARKER}) or a new or empty one",
+    )
+    parser.add_argument(
+        "--safe",
+        action="store_true",
+        help="for a branch not yet trusted (a pull request): refuse what in site/mkdocs.yml "
+        "would run code, read files or leave the repository, unless the base has it",
+    )
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="with --safe: the trusted revision to compare with (default: the configured branch)",
     )
     parser.add_argument(
         "--force",
@@ -64,6 +78,15 @@ def run(args: argparse.Namespace) -> int:
     log_to_stderr()
     out = (args.out or args.repo / DEFAULT_OUT).resolve()
     check_out(args.repo, out, force=args.force)
+    if args.safe:
+        refused = unsafe(args.repo, args.base)
+        if refused:
+            for finding in refused:
+                print(finding, file=sys.stderr)
+            print(f"not built: {len(refused)} problem(s) for a safe build", file=sys.stderr)
+            return 1
+    elif args.base:
+        raise UsageError("--base goes with --safe")
     try:
         build(load_config(config_file=str(mkdocs_file), site_dir=str(out)))
         (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
@@ -73,6 +96,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
     print(f"site built in {out}", file=sys.stderr)
     return 0
+
+
+def unsafe(root: Path, base: str | None) -> list[Finding]:
+    from gitops_incidents import site_safety
+    from gitops_incidents.repository import default_until
+
+    name = base or default_until(root)
+    try:
+        gitcmd.resolve(root, name)
+    except gitcmd.GitError as exc:
+        raise UsageError(f"--base: {exc}") from None
+    return site_safety.problems(root, name)
 
 
 def check_out(root: Path, out: Path, *, force: bool) -> None:
