@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,33 @@ def _fingerprint() -> str:
     digest = hashlib.sha256(sys.version.encode())
     for module in (models, yamlio, validation, events):
         digest.update(Path(module.__file__ or "").read_bytes())
+    for name in ("cache.py", "history.py", "tracker.py", "gitcmd.py"):  # (they import this)
+        digest.update(Path(__file__).with_name(name).read_bytes())
     return digest.hexdigest()[:12]
+
+
+class CacheDamaged(Exception):
+    """A value the cache must have (an incident state a checkpoint names) is damaged."""
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _pack(key: str, value: Any) -> bytes:
+    """A value, with a checksum of its key and bytes: a damaged row (bad bytes, or a
+    value moved to another key) is found when read, and derived again."""
+    data = marshal.dumps(value)
+    return zlib.crc32(data, zlib.crc32(key.encode())).to_bytes(4, "big") + data
+
+
+def _unpack(key: str, stored: bytes) -> Any:
+    if not isinstance(stored, bytes):
+        raise _Damaged(key)
+    data = stored[4:]
+    if stored[:4] != zlib.crc32(data, zlib.crc32(key.encode())).to_bytes(4, "big"):
+        raise _Damaged(key)
+    return marshal.loads(data)
 
 
 FINGERPRINT = _fingerprint()
@@ -135,17 +162,24 @@ class Cache:
         return rows
 
     def _get(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
-        """Values made by this code (its fingerprint) among `keys`."""
+        """Values made by this code (its fingerprint) among `keys`; a damaged one is
+        left out (derived again, and written over)."""
         prefix = len(FINGERPRINT) + 1
         wanted = [f"{FINGERPRINT}/{key}" for key in keys]
-        loads = marshal.loads
-        return {key[prefix:]: loads(value) for key, value in self._select(table, wanted)}
+        found = {}
+        for key, value in self._select(table, wanted):
+            with contextlib.suppress(_Damaged):
+                found[key[prefix:]] = _unpack(key, value)
+        return found
 
     def store(self, **tables: Iterable[tuple[str, Any]]) -> None:
         """Add (key, value) items to the `parsed` and `steps` tables, in one transaction,
         written in the background (`close` waits for it)."""
         rows = {
-            table: [(f"{FINGERPRINT}/{key}", marshal.dumps(value)) for key, value in items]
+            table: [
+                (k, _pack(k, value))
+                for k, value in ((f"{FINGERPRINT}/{key}", value) for key, value in items)
+            ]
             for table, items in tables.items()
             if table in ("parsed", "steps")
         }
@@ -165,27 +199,46 @@ class Cache:
     # -- incident states and checkpoints
 
     def states(self, keys: Iterable[str]) -> dict[str, Any]:
-        return {key: marshal.loads(value) for key, value in self._select("states", list(keys))}
+        """Incident states by content address: all of them, or CacheDamaged."""
+        wanted = list(keys)
+        try:
+            found = {key: _unpack(key, value) for key, value in self._select("states", wanted)}
+        except _Damaged:
+            found = {}
+        if len(found) < len(set(wanted)):
+            raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
+        return found
 
     def checkpoint(self, commit: str) -> dict[str, Any] | None:
-        row = self._db.execute(
-            "SELECT value FROM checkpoints WHERE key = ?", (f"{FINGERPRINT}/{commit}",)
-        ).fetchone()
-        return marshal.loads(row[0]) if row else None
+        header: dict[str, Any] | None = self._one("checkpoints", f"{FINGERPRINT}/{commit}")
+        return header
+
+    def _one(self, table: str, key: str) -> Any:
+        row = self._db.execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()
+        try:
+            return _unpack(key, row[0]) if row else None
+        except _Damaged:
+            return None
+
+    def clear(self) -> None:
+        """Forget everything (a damaged cache is rebuilt); best effort."""
+        with contextlib.suppress(sqlite3.Error), self._transaction():
+            for table in ("parsed", "states", "steps", "checkpoints", "histories"):
+                self._db.execute(f"DELETE FROM {table}")
 
     def store_checkpoint(self, commit: str, header: dict[str, Any], states: dict[str, Any]) -> None:
         """Save the walk's end: its header, and the incident states it names (by content
         address: those saved before are kept as they are)."""
         if not self.writable:
             return
-        rows = [(key, marshal.dumps(value)) for key, value in states.items()]
+        rows = [(key, _pack(key, value)) for key, value in states.items()]
         # Best effort, like every write here: a checkpoint not saved (another runner held
         # the file too long) only means the next walk starts further back.
         with contextlib.suppress(sqlite3.OperationalError), self._transaction():
             self._db.executemany("INSERT OR IGNORE INTO states VALUES (?, ?)", rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, strftime('%s','now'), ?)",
-                (f"{FINGERPRINT}/{commit}", marshal.dumps(header)),
+                (f"{FINGERPRINT}/{commit}", _pack(f"{FINGERPRINT}/{commit}", header)),
             )
             self._db.execute(
                 "DELETE FROM checkpoints WHERE key NOT IN "
@@ -197,16 +250,14 @@ class Cache:
 
     def histories(self) -> tuple[str, dict[str, Any]] | None:
         """(tip, events by incident) of the last whole read, if any."""
-        row = self._db.execute(
-            "SELECT value FROM histories WHERE key = ?", (f"{FINGERPRINT}/latest",)
-        ).fetchone()
-        return marshal.loads(row[0]) if row else None
+        found: tuple[str, dict[str, Any]] | None = self._one("histories", f"{FINGERPRINT}/latest")
+        return found
 
     def store_histories(self, tip: str, events: dict[str, Any]) -> None:
         """Keep one: the newest read replaces the one before (best effort)."""
         if not self.writable:
             return
-        value = marshal.dumps((tip, events))
+        value = _pack(f"{FINGERPRINT}/latest", (tip, events))
         with contextlib.suppress(sqlite3.OperationalError), self._transaction():
             self._db.execute("DELETE FROM histories")
             self._db.execute(

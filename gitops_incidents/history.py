@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gitops_incidents import gitcmd, tracker
-from gitops_incidents.cache import Cache, state_key
+from gitops_incidents.cache import Cache, CacheDamaged, state_key
 from gitops_incidents.events import (
     LATEST,
     CommitContext,
@@ -152,6 +152,20 @@ class History:
     def walk(self, until: str, since: str | None = None) -> Iterator[Step]:
         """The steps of the main line of `until`, oldest first; with `since`, only
         those after it. Incident states are then as of `until` (`states()`)."""
+        handed = 0
+        try:
+            for step in self._walk(until, since):
+                handed += 1
+                yield step
+        except CacheDamaged:
+            # Rebuilt: the same steps are derived again, those handed out skipped.
+            self.cache.clear()
+            self._state = _State(self.cache)
+            for number, step in enumerate(self._walk(until, since)):
+                if number >= handed:
+                    yield step
+
+    def _walk(self, until: str, since: str | None) -> Iterator[Step]:
         tip = self._tip = gitcmd.resolve(self.root, until)
         start = gitcmd.resolve(self.root, since) if since else None
         header = self.cache.checkpoint(start) if start else None
@@ -186,6 +200,14 @@ class History:
 
     def states(self) -> dict[str, IncidentState]:
         """Every incident as of the end of the last walk, deleted ones included."""
+        try:
+            return self._states()
+        except CacheDamaged:
+            self.cache.clear()
+            self._state = None  # derived again from the start
+            return self._states()
+
+    def _states(self) -> dict[str, IncidentState]:
         if self._state is None:
             # The walk replayed cached events only: the state is its tip's checkpoint,
             # or, if that was dropped, what deriving the history again gives.

@@ -12,6 +12,7 @@ engine's audit trail. Runners on other machines share it by push and fetch:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -21,6 +22,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import pydantic
+from typing_extensions import TypedDict
 
 from gitops_incidents import gitcmd
 
@@ -112,7 +116,7 @@ class State:
     clock: float = 0.0  # the latest time evaluated: event time, or the --as-of clock
     ordinals: dict[str, int] = field(default_factory=dict)  # events evaluated, per incident
     automations: dict[str, AutomationRecord] = field(default_factory=dict)
-    windows: dict[str, Any] = field(default_factory=dict)  # Evaluator.dump()
+    windows: dict[str, Any] = field(default_factory=dict)  # Evaluator.dump(), as Windows
     firings: dict[str, FiringRecord] = field(default_factory=dict)
     invocations: dict[str, Invocation] = field(default_factory=dict)
     ingested: dict[str, float] = field(default_factory=dict)  # external event id -> occurred
@@ -130,28 +134,48 @@ class State:
 
     @classmethod
     def from_json(cls, data: bytes) -> State:
+        """The state, checked: every field of its type (pydantic, strict), every
+        reference between firings and invocations resolved; ValueError if not."""
         raw = json.loads(data)
-        if raw.pop("format", None) != FORMAT:
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ValueError("written by another version of gitops-incidents")
-        invocations = {}
-        for key, value in raw["invocations"].items():
-            claim = value.pop("claim")
-            invocations[key] = Invocation(**value, claim=Claim(**claim) if claim else None)
-        return cls(
-            position=raw["position"],
-            clock=raw["clock"],
-            ordinals=raw["ordinals"],
-            automations={k: AutomationRecord(**v) for k, v in raw["automations"].items()},
-            windows=raw["windows"],
-            firings={k: FiringRecord(**v) for k, v in raw["firings"].items()},
-            invocations=invocations,
-            ingested=raw["ingested"],
-            digests=raw.get("digests", {}),  # absent from a ledger of an earlier version
-            skipped=raw.get("skipped", []),
-        )
+        try:
+            state = _adapter().validate_json(data, strict=True)  # "format" is ignored
+            _windows().validate_python(state.windows)  # lax: JSON has lists, not tuples
+        except pydantic.ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, error["loc"]))
+            raise ValueError(f"{where}: {error['msg'].lower()}") from None
+        for key, invocation in state.invocations.items():
+            parts = key.split("/")
+            if invocation.key != key or len(parts) != 3 or parts[1] not in state.firings:
+                raise ValueError(f"invocation {key!r} names no firing of the ledger")
+        for firing_id, firing in state.firings.items():
+            missing = [key for key in firing.invocations if key not in state.invocations]
+            if firing.id != firing_id or missing:
+                raise ValueError(f"firing {firing_id!r} names invocations the ledger lacks")
+        return state
 
     def open_invocations(self) -> list[Invocation]:
         return [i for i in self.invocations.values() if i.status in ("pending", "running")]
+
+
+# The trigger windows, as `triggers.Evaluator.dump()` writes them.
+class Windows(TypedDict, total=False):
+    fingerprints: dict[str, str]
+    buckets: list[tuple[str, str, list[str], float, float, int, dict[str, Any] | None]]
+    slots: list[tuple[str, str, int, str, float, dict[str, Any] | None]]
+    tripped: list[tuple[str, str, list[str], str]]
+
+
+@functools.cache
+def _adapter() -> pydantic.TypeAdapter[State]:
+    return pydantic.TypeAdapter(State)
+
+
+@functools.cache
+def _windows() -> pydantic.TypeAdapter[Windows]:
+    return pydantic.TypeAdapter(Windows)
 
 
 RUNNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -177,7 +201,7 @@ class Ledger:
             if data is None:
                 raise ValueError("the file is missing")
             return commit, State.from_json(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # Never guess at a damaged ledger: actions could run twice. Its history has
             # the last good version (git log <ref>).
             raise gitcmd.GitError(

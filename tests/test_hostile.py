@@ -671,3 +671,95 @@ def test_a_plain_build_runs_the_projects_hooks_as_documented(
     repo.commit("a hook", when=T0 + 30)
     assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
     assert (repo.path / "site" / "HOOK-RAN").exists()
+
+
+# -- damaged state: the cache is rebuilt, the ledger is a clear error ----------------------
+
+DAMAGES = {
+    "bytes that are not marshal": "UPDATE {table} SET value = X'00ff00ff'",
+    "a valid value of another row": "UPDATE {table} SET value = (SELECT value FROM {table} ORDER BY key DESC LIMIT 1)",
+    "an empty value": "UPDATE {table} SET value = X''",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=list(DAMAGES))
+def test_a_cache_with_damaged_values_is_rebuilt(
+    repo: Repo, damage: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from tests.scenarios import lifecycle
+
+    lifecycle(repo)
+    expected = run(capsys, repo, "events")[1]
+    assert run(capsys, repo, "events")[1] == expected  # the second read fills every table
+    run(capsys, repo, "report", "db")
+    cache = repo.path / ".git" / "gitops-incidents" / "cache.sqlite3"
+    with sqlite3.connect(cache) as db:
+        for table in ("parsed", "states", "steps", "checkpoints", "histories"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+            db.execute(damage.format(table=table))
+    for args in (("events",), ("events", "--since", "HEAD~3")):
+        status, out, err = run(capsys, repo, *args)
+        assert status == 0 and "Traceback" not in err
+        tail = expected.splitlines()[-len(out.splitlines()) :] if out else []
+        assert out.splitlines() == tail
+    assert run(capsys, repo, "events")[1] == expected
+    assert run(capsys, repo, "report", "db")[0] == 0
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 2  # no site/ here
+    with_site(repo)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+
+
+def _damage_ledger(repo: Repo, change: Callable[[dict[str, object]], None]) -> None:
+    from gitops_incidents import gitcmd
+    from gitops_incidents.ledger import Ledger
+
+    ledger = Ledger(repo.path, "main")
+    commit, _ = ledger.read()
+    assert commit is not None
+    data = json.loads(gitcmd.read_blob(repo.path, commit, "engine.json") or b"")
+    change(data)
+    damaged = gitcmd.commit_tree(repo.path, commit, {"engine.json": json.dumps(data).encode()}, "x")
+    assert gitcmd.update_ref(repo.path, ledger.ref, damaged, commit)
+
+
+def _unknown_firing(data: dict[str, object]) -> None:
+    invocations = data["invocations"]
+    assert isinstance(invocations, dict)
+    invocations["page/not-a-firing/0"] = {"key": "page/not-a-firing/0", "type": "do-nothing"}
+
+
+LEDGER_DAMAGES: dict[str, tuple[Callable[[dict[str, object]], None], str]] = {
+    "a position that is a number": (
+        lambda d: d.update(position=5),
+        "position: input should be a valid string",
+    ),
+    "a clock that is text": (
+        lambda d: d.update(clock="soon"),
+        "clock: input should be a valid number",
+    ),
+    "windows of the wrong shape": (lambda d: d.update(windows={"buckets": [["x"]]}), "buckets.0"),
+    "an invocation of an unknown firing": (
+        _unknown_firing,
+        "invocation 'page/not-a-firing/0' names no firing of the ledger",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LEDGER_DAMAGES, ids=list(LEDGER_DAMAGES))
+def test_an_engine_state_of_wrong_types_is_a_clear_error_naming_the_ref(
+    repo: Repo, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.write("incidents/fine.yaml", OK)
+    repo.commit("start", when=T0)
+    assert run(capsys, repo, "apply")[0] == 0
+    change, reason = LEDGER_DAMAGES[case]
+    _damage_ledger(repo, change)
+    for command in ("apply", "status"):
+        status, _, err = run(capsys, repo, command)
+        assert status == 2
+        assert err.startswith(
+            "gitops-incidents: error: refs/gitops-incidents/main:engine.json cannot be read ("
+        )
+        assert reason in err
