@@ -293,13 +293,13 @@ def test_a_script_in_the_configured_title_reaches_no_page_raw(
             assert "<script>document.body" not in page.read_text(), page
     home = (tmp_path / "out" / "index.html").read_text()
     assert "&lt;/title&gt;&lt;script&gt;document.body.dataset.pwned=1" in home
+    from tests.test_site import rendered_dom
 
-
-def _process(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), *args],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+    for page in ("index.html", "incidents/fine.html", "metrics.html"):
+        dom = rendered_dom(tmp_path / "out" / page)
+        assert "md-search" in dom  # Material's scripts ran
+        body = dom.split("<body", 1)[1].split(">", 1)[0]
+        assert "pwned" not in body, page
 
 
 # -- history the engine cannot match, and a configuration it cannot read -----------------
@@ -763,3 +763,104 @@ def test_an_engine_state_of_wrong_types_is_a_clear_error_naming_the_ref(
             "gitops-incidents: error: refs/gitops-incidents/main:engine.json cannot be read ("
         )
         assert reason in err
+
+
+# -- build and serve: refusals and clean errors ----------------------------------------------
+
+
+def test_build_never_empties_a_folder_it_did_not_make(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    repo.write("incidents/draft.yaml", "name: Not committed yet\nseverity: SEV-3\n")
+    for out, reason in [
+        ("incidents", "emptying it would delete the tracker's own"),
+        ("automations", "emptying it would delete the tracker's own"),
+        ("site/docs", "emptying it would delete the tracker's own"),
+        (".", "emptying it would delete the tracker's own"),
+        (".git", "emptying it would delete the tracker's own"),
+        ("incidents/fine.yaml/x", "inside the tracker's own"),
+    ]:
+        for force in ((), ("--force",)):
+            status, _, err = run(capsys, repo, "build", "--out", str(repo.path / out), *force)
+            assert status == 2 and reason in err, (out, err)
+    assert (repo.path / "incidents/draft.yaml").is_file()  # the uncommitted draft is kept
+    full = tmp_path / "photos"
+    full.mkdir()
+    (full / "holiday.jpg").write_bytes(b"\xff\xd8")
+    status, _, err = run(capsys, repo, "build", "--out", str(full))
+    assert status == 2 and "holds files a build did not make" in err and "--force" in err
+    assert (full / "holiday.jpg").is_file()
+    assert run(capsys, repo, "build", "--out", str(full), "--force")[0] == 0
+    assert not (full / "holiday.jpg").exists()
+    assert run(capsys, repo, "build", "--out", str(full))[0] == 0  # its own: the marker
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    status, _, err = run(capsys, repo, "build", "--out", str(a_file / "site"))
+    assert status == 2 and f"{a_file} is a file, not a folder" in err
+
+
+def test_build_of_an_empty_repository_or_a_shallow_clone_says_why_in_one_line(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
+    status, _, err = run(capsys, repo, "build", "--out", str(tmp_path / "a"))
+    assert status == 2 and "gitops-incidents: the repository has no commits yet" in err
+    assert "Traceback" not in err
+    with_site(repo)
+    repo.commit("more", when=T0 + 60)
+    shallow = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", repo.path.as_uri(), str(shallow)], check=True
+    )
+    result = _process_at(shallow, "build", "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "this is a shallow clone" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_a_bad_address_is_a_usage_error(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_site(repo)
+    for address in ("nonsense", "127.0.0.1:99999", ":8000", "127.0.0.1:http"):
+        status, _, err = run(capsys, repo, "serve", "--dev-addr", address)
+        assert status == 2 and "expected HOST:PORT" in err
+
+
+@pytest.mark.parametrize("name", ["index", "README"])
+def test_an_incident_named_like_a_site_page_is_a_finding(
+    repo: Repo, name: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with_site(repo)
+    repo.write(f"incidents/{name}.yaml", "name: Would replace the listing\nseverity: SEV-1\n")
+    assert run(capsys, repo, "validate")[2].splitlines()[0] == (
+        f"incidents/{name}.yaml:1:1: id {name!r} is the site's own page incidents/index.html"
+    )
+    repo.commit("an incident named like a page", when=T0 + 60)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+    listing = (tmp_path / "out" / "incidents" / "index.html").read_text()
+    assert "All incidents" in listing and "Would replace the listing" not in listing
+
+
+def test_a_tag_named_index_gets_a_page_of_its_own(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from gitops_incidents.site import tag_slug
+
+    with_site(repo)
+    repo.write("incidents/tagged.yaml", OK + "tags: [index, README, ok]\n")
+    repo.commit("tags named like pages", when=T0 + 60)
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
+    tags = tmp_path / "out" / "tags"
+    assert "<h1>Tags</h1>" in (tags / "index.html").read_text()
+    for tag in ("index", "README"):
+        assert tag_slug(tag) not in ("index", "README", "readme")
+        assert f"<h1>Tag: {tag}</h1>" in (tags / f"{tag_slug(tag)}.html").read_text()
+    assert tag_slug("ok") == "ok"
+
+
+def _process_at(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(root), *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip

@@ -60,12 +60,25 @@ def config_file(root: Path) -> Path:
     return config_file
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Whatever sys.stderr is when a record comes (main() may run more than once)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def log_to_stderr() -> None:
     # MkDocs reports through logging; people read stderr.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger = logging.getLogger("mkdocs")
-    logger.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
 
 
