@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,11 @@ class Report:
     def failed(self) -> bool:
         failed = any(o.status in ("failed", "unknown") for o in self.outcomes)
         return failed or bool(self.skipped or self.problems)
+
+    def say(self, problems: list[str], notes: Sequence[str] = ()) -> None:
+        """Add what a round found, once however many rounds find it."""
+        self.problems.extend(p for p in dict.fromkeys(problems) if p not in self.problems)
+        self.notes.extend(n for n in dict.fromkeys(notes) if n not in self.notes)
 
 
 def read_automation(
@@ -472,8 +477,7 @@ class Engine:
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
                 report.skipped.extend(walk.skipped)
-                report.problems.extend(dict.fromkeys(walk.problems + self._replaced()))
-                report.notes.extend(walk.notes)
+                report.say(walk.problems + self._replaced(), walk.notes)
                 self._states = walk.states
                 return head
 
@@ -491,7 +495,7 @@ class Engine:
         _, state = self.ledger.read()
         problem = config_problem_at(self.root, self.head())
         if problem:
-            report.problems.append(f"{problem}: no action runs until the configuration is valid")
+            report.say([f"{problem}: no action runs until the configuration is valid"])
             return
         config = config_at(self.root, self.head())  # actions never edit it: read once
         open_keys = sorted(

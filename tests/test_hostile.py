@@ -295,11 +295,11 @@ def test_a_script_in_the_configured_title_reaches_no_page_raw(
     assert "&lt;/title&gt;&lt;script&gt;document.body.dataset.pwned=1" in home
     from tests.test_site import rendered_dom
 
-    for page in ("index.html", "incidents/fine.html", "metrics.html"):
-        dom = rendered_dom(tmp_path / "out" / page)
+    for name in ("index.html", "incidents/fine.html", "metrics.html"):
+        dom = rendered_dom(tmp_path / "out" / name)
         assert "md-search" in dom  # Material's scripts ran
         body = dom.split("<body", 1)[1].split(">", 1)[0]
-        assert "pwned" not in body, page
+        assert "pwned" not in body, name
 
 
 # -- history the engine cannot match, and a configuration it cannot read -----------------
