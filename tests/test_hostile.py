@@ -308,6 +308,13 @@ def test_a_script_in_the_configured_title_reaches_no_page_raw(
 NS = "prefect-cloud"
 
 
+def _page_on_declare(tracker: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """An automation that pages on every declaration, and the engine's first run."""
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
+    tracker.commit("page on declare", when=T0 + 10)
+    assert run(capsys, tracker, "apply")[0] == 0
+
+
 def _declared_names(receiver: Receiver) -> list[str]:
     return [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
 
@@ -316,9 +323,7 @@ def test_a_squash_force_push_that_declares_acts_on_the_new_and_lists_the_rest(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     start = tracker.head()
-    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
-    tracker.commit("page on declare", when=T0 + 10)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _page_on_declare(tracker, capsys)
     tracker.write("incidents/a.yaml", incident("A"))
     tracker.commit("declare a", when=T0 + 20)
     tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
@@ -347,9 +352,7 @@ def test_a_squash_force_push_that_declares_acts_on_the_new_and_lists_the_rest(
 def test_a_git_replace_of_the_tip_is_reported_and_history_read_as_committed(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
-    tracker.commit("page on declare", when=T0 + 10)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _page_on_declare(tracker, capsys)
     tip = tracker.head()
     tracker.write("incidents/x.yaml", incident("X"))
     replacement = tracker.commit("a replacement that declares x", when=T0 + 20)
@@ -367,9 +370,7 @@ def test_a_git_replace_of_the_tip_is_reported_and_history_read_as_committed(
 def test_an_invalid_configuration_stops_the_engine_until_it_is_valid_again(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tracker.write("automations/page.yaml", automation(f"{NS}.incident.declared", PAGER))
-    tracker.commit("page on declare", when=T0 + 10)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _page_on_declare(tracker, capsys)
     tracker.write("gitops-incidents.yaml", CONFIG + "namespace: Not A Namespace\n")
     tracker.write("incidents/c.yaml", incident("C"))
     bad = tracker.commit("a broken configuration", when=T0 + 20)
