@@ -224,9 +224,12 @@ class Walk:
     notes: list[str] = field(default_factory=list)
 
 
-def _chain(digest: str, event_id: str) -> str:
-    """An incident's evaluated events, as one digest that each next event extends."""
-    return hashlib.sha1(f"{digest}{event_id}".encode()).hexdigest()[:16]
+def _chain(digests: dict[str, str], event: Event) -> str:
+    """Extend the digest of the incident's evaluated events by `event`; the new digest."""
+    incident = _incident_of(event)
+    chained = hashlib.sha1(f"{digests.get(incident, '')}{event['id']}".encode()).hexdigest()
+    digests[incident] = chained[:16]
+    return digests[incident]
 
 
 def evaluate_history(
@@ -261,8 +264,7 @@ def evaluate_history(
             for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
                 for event in step.events:
-                    incident = _incident_of(event)
-                    state.digests[incident] = _chain(state.digests.get(incident, ""), event["id"])
+                    _chain(state.digests, event)
             automations.at_commit(head, state.clock, walk.findings)
         else:
             since = None if first_run or rewritten else state.position
@@ -311,6 +313,9 @@ def _walk(
     evaluated, before = dict(state.ordinals), dict(state.digests) if since is None else {}
     if since is None:
         state.digests = {}
+    # Incidents evaluated by a version that kept no digests: theirs is not known (until a
+    # walk from the start), and a digest of the recent events only would mislead.
+    unknown = set() if since is None else {i for i in evaluated if i not in state.digests}
     counts: dict[str, int] = {}
     held: dict[str, list[Skipped]] = {}  # rewritten: events where evaluated ones stood
     # The engine acts under no configuration it cannot read: from a commit that makes it
@@ -330,7 +335,7 @@ def _walk(
         causes = _causes(state, commit)
         for event in step.events:
             incident = _incident_of(event)
-            digest = state.digests[incident] = _chain(state.digests.get(incident, ""), event["id"])
+            digest = "" if incident in unknown else _chain(state.digests, event)
             count = counts[incident] = counts.get(incident, 0) + 1
             if since is None and count <= evaluated.get(incident, 0):
                 # Evaluated before, if the same events led here (a ledger written before

@@ -865,3 +865,20 @@ def _process_at(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "gitops_incidents", "--repo", str(root), *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
+
+
+def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_same(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _page_on_declare(tracker, capsys)
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("declare a", when=T0 + 20)
+    assert run(capsys, tracker, "apply")[0] == 0
+    _damage_ledger(tracker, lambda data: data.pop("digests"))  # as an earlier version wrote it
+    tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
+    tracker.commit("raise a", when=T0 + 30)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.git("commit", "-q", "--amend", "-m", "raise a (reworded)")
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 0 and "skipped" not in err and "history was rewritten" in err
+    assert _declared_names(receiver) == ["A"]
