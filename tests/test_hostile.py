@@ -712,7 +712,7 @@ def test_a_cache_with_damaged_values_is_rebuilt(
     assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
 
 
-def _damage_ledger(repo: Repo, change: Callable[[dict[str, object]], None]) -> None:
+def _damage_ledger(repo: Repo, change: Callable[[dict[str, object]], object]) -> None:
     from gitops_incidents import gitcmd
     from gitops_incidents.ledger import Ledger
 
@@ -731,7 +731,7 @@ def _unknown_firing(data: dict[str, object]) -> None:
     invocations["page/not-a-firing/0"] = {"key": "page/not-a-firing/0", "type": "do-nothing"}
 
 
-LEDGER_DAMAGES: dict[str, tuple[Callable[[dict[str, object]], None], str]] = {
+LEDGER_DAMAGES: dict[str, tuple[Callable[[dict[str, object]], object], str]] = {
     "a position that is a number": (
         lambda d: d.update(position=5),
         "position: input should be a valid string",
