@@ -72,7 +72,6 @@ def _is_utf8(text: str) -> bool:
 _MODES = {
     "120000": "a symbolic link, not a file: git records the link itself, not its target",
     "160000": "a submodule (gitlink), not a file",
-    "040000": "a folder: tracker files sit directly in the folder",
 }
 
 
@@ -104,7 +103,7 @@ def tracker_files(root: Path) -> list[str]:
     """Every tracker file in the working tree, as sorted POSIX paths relative to `root`.
 
     A folder that is a symbolic link is listed itself, not what it leads to: nothing
-    outside the repository is read (`read_file` reports it)."""
+    outside the repository is read (`validate` reports the link)."""
     found = [CONFIG_FILE] if os.path.lexists(root / CONFIG_FILE) else []
     for folder in (INCIDENTS, AUTOMATIONS):
         directory = root / folder
