@@ -49,10 +49,11 @@ def problems(root: Path, base: str) -> list[Finding]:
             loaded = yamlio.load_bytes(head_bytes, marks=marks)
         except yamlio.LoadError as exc:
             message = f"{exc.message} (a safe build reads plain YAML: MkDocs's loader runs code)"
-            return [Finding(PROJECT, exc.position.line, exc.position.column, message)]
-        head = loaded if isinstance(loaded, dict) else {}
-        findings += _changed_keys(head, base_doc, marks, base)
-        findings += _markup(head, base_doc, marks)
+            findings.append(Finding(PROJECT, exc.position.line, exc.position.column, message))
+        else:
+            head = loaded if isinstance(loaded, dict) else {}
+            findings += _changed_keys(head, base_doc, marks, base)
+            findings += _markup(head, base_doc, marks)
     site = root / "site"
     findings += _changed_files(root, base, _named_files(site, head))
     for folder in _folders(site, head):
