@@ -33,36 +33,6 @@ from gitops_incidents.validation import parse_file
 
 TIMEOUT = httpx.Timeout(10.0)
 ATTEMPTS = 3  # tries of a transient failure within one run
-# Sinks where a second delivery is harmless: a webhook receives the same
-# Idempotency-Key; a commit is looked up by its trailer before it is made again.
-IDEMPOTENT = frozenset(
-    {
-        "do-nothing",
-        "call-webhook",
-        "declare-incident",
-        "resolve-incident",
-        "reopen-incident",
-        "change-incident-severity",
-        "comment-on-incident",
-        "pause-automation",
-        "resume-automation",
-    }
-)
-PREFECT_API = frozenset(
-    {
-        "pause-work-pool",
-        "resume-work-pool",
-        "pause-work-queue",
-        "resume-work-queue",
-        "pause-deployment",
-        "resume-deployment",
-        "run-deployment",
-        "cancel-flow-run",
-        "suspend-flow-run",
-        "resume-flow-run",
-        "change-flow-run-state",
-    }
-)
 # The resource kind each sourced action acts on; `<ns>` is the tracker's namespace.
 KINDS = {
     "incident_id": "<ns>.incident",
@@ -110,12 +80,32 @@ class Call:
     note_intent: Callable[[dict[str, str]], None] | None = None
 
 
+@dataclass(frozen=True)
+class ActionType:
+    """One action type, in one place: how it runs, how `plan` says what it would do
+    (without doing it), and whether its sink takes a second delivery as the first (so a
+    run that stopped midway runs it again, instead of reporting it unknown)."""
+
+    run: Callable[[Call], str]
+    describe: Callable[[Call], str]
+    idempotent: bool
+
+
+def registry() -> dict[str, ActionType]:
+    """Every action type; Prefect's come from the Prefect subpackage (which imports
+    prefect-client only when one runs)."""
+    from gitops_incidents.prefect.actions import ACTIONS as PREFECT_ACTIONS
+
+    return {**ACTIONS, **PREFECT_ACTIONS}
+
+
 def execute(call: Call) -> str:
     """Run the action, retrying transient failures with backoff; what it did."""
     delay, attempt = retry_delay(), 1
+    run = registry()[call.action.type].run
     while True:
         try:
-            return EXECUTORS[call.action.type](call)
+            return run(call)
         except Transient as exc:
             if attempt == ATTEMPTS:
                 raise ActionFailed(f"{exc} (after {ATTEMPTS} attempts)") from None
@@ -348,17 +338,6 @@ def _apprise(url: str, subject: str, body: str) -> str:
 
 def do_nothing(call: Call) -> str:
     return "recorded"
-
-
-def prefect_api(call: Call) -> str:
-    if not os.environ.get("PREFECT_API_URL"):
-        raise ActionFailed(
-            f"{call.action.type} calls the Prefect API: set PREFECT_API_URL "
-            "(and PREFECT_API_KEY for Prefect Cloud)"
-        )
-    raise ActionFailed(
-        f"{call.action.type}: calling the Prefect API is not available in this version"
-    )
 
 
 # -- commits ------------------------------------------------------------------------------
@@ -655,41 +634,57 @@ def _slug(name: str) -> str:
     return slug or "incident"
 
 
-EXECUTORS: dict[str, Callable[[Call], str]] = {
-    "do-nothing": do_nothing,
-    "call-webhook": call_webhook,
-    "send-notification": send_notification,
-    "declare-incident": declare_incident,
-    "resolve-incident": resolve_incident,
-    "reopen-incident": reopen_incident,
-    "change-incident-severity": change_incident_severity,
-    "comment-on-incident": comment_on_incident,
-    "pause-automation": _automation_action(False),
-    "resume-automation": _automation_action(True),
-    **dict.fromkeys(PREFECT_API, prefect_api),
+def target_text(call: Call) -> str:
+    """`plan`'s words for what a sourced action acts on."""
+    field = getattr(type(call.action), "id_field", None)
+    return _target_id(call, field) if field else "the triggering flow run"
+
+
+def verb_target(call: Call) -> str:
+    """`resolve db-outage`, `pause k8s-prod`: the action's verb and its target."""
+    return f"{call.action.type.split('-')[0]} {target_text(call)}"
+
+
+def _describe_webhook(call: Call) -> str:
+    action: models.CallWebhook = call.action
+    return f"POST to {f'webhook {action.target}' if action.target else _redacted(action.url or '')}"
+
+
+def _describe_severity(call: Call) -> str:
+    return f"set the severity of {target_text(call)} to {call.action.severity}"
+
+
+def _describe_comment(call: Call) -> str:
+    return f"comment on {target_text(call)}: {render(call.action.text, call)[:80]!r}"
+
+
+# A webhook receives the same Idempotency-Key; a commit is looked up by its trailer
+# (and its staged edit) before it is made again. A notification cannot tell.
+ACTIONS: dict[str, ActionType] = {
+    "do-nothing": ActionType(do_nothing, lambda call: "record the firing", True),
+    "call-webhook": ActionType(call_webhook, _describe_webhook, True),
+    "send-notification": ActionType(
+        send_notification,
+        lambda call: f"notify {call.action.target}: {render(call.action.subject, call)}",
+        False,
+    ),
+    "declare-incident": ActionType(
+        declare_incident,
+        lambda call: f"declare {render(call.action.name, call).strip()!r} ({call.action.severity})",
+        True,
+    ),
+    "resolve-incident": ActionType(resolve_incident, verb_target, True),
+    "reopen-incident": ActionType(reopen_incident, verb_target, True),
+    "change-incident-severity": ActionType(change_incident_severity, _describe_severity, True),
+    "comment-on-incident": ActionType(comment_on_incident, _describe_comment, True),
+    "pause-automation": ActionType(_automation_action(False), verb_target, True),
+    "resume-automation": ActionType(_automation_action(True), verb_target, True),
 }
 
 
 def describe(call: Call) -> str:
     """What running the action would do, worked out without doing it (for `plan`)."""
-    action = call.action
     try:
-        if action.type == "call-webhook":
-            where = f"webhook {action.target}" if action.target else _redacted(action.url)
-            return f"POST to {where}"
-        if action.type == "send-notification":
-            return f"notify {action.target}: {render(action.subject, call)}"
-        if action.type == "declare-incident":
-            return f"declare {render(action.name, call).strip()!r} ({action.severity})"
-        if action.type == "do-nothing":
-            return "record the firing"
-        field = getattr(type(action), "id_field", None)
-        target = _target_id(call, field) if field else "the triggering flow run"
-        if action.type == "change-incident-severity":
-            return f"set the severity of {target} to {action.severity}"
-        if action.type == "comment-on-incident":
-            return f"comment on {target}: {render(action.text, call)[:80]!r}"
-        needs = " (needs PREFECT_API_URL)" if action.type in PREFECT_API else ""
-        return f"{action.type.split('-')[0]} {target}{needs}"
+        return registry()[call.action.type].describe(call)
     except ActionFailed as exc:
         return f"would fail: {exc}"

@@ -574,7 +574,7 @@ def _claim(state: State, key: str) -> str:
     if invocation.status == "pending":
         decision = "run"
     elif invocation.status == "running" and invocation.claim and invocation.claim.abandoned(now):
-        if invocation.type not in actions.IDEMPOTENT:
+        if not actions.registry()[invocation.type].idempotent:
             invocation.status, invocation.detail, invocation.claim = "unknown", UNKNOWN, None
             invocation.updated = now
             return "unknown"

@@ -1,0 +1,73 @@
+"""A real Prefect server for the tests: Prefect's own app, served by uvicorn in a
+thread of the test process, on 127.0.0.1, with a SQLite database in a temporary
+folder (`../shared/notes/prefect-api.md`: one in-process server per process).
+
+Prefect reads its settings when it is first imported: `start` sets them, and makes
+Prefect read them again if an earlier test imported it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+# Services the tests do not need, off; the event persister flushes often, so that
+# what was emitted can be read back soon.
+SETTINGS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start(home: Path) -> str:
+    """Start the server; its API URL (also set as PREFECT_API_URL for every process)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        SETTINGS,
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+    )
+    if "prefect" in sys.modules:  # imported by an earlier test: read the settings again
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(final=True), host="127.0.0.1", port=port, log_level="error")
+    )
+    threading.Thread(target=server.run, daemon=True, name="prefect-server").start()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return url
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)

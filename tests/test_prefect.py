@@ -1,0 +1,437 @@
+"""The Prefect actions against a real Prefect server (started by the tests, on
+127.0.0.1), each verified by reading the object back from Prefect."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gitops_incidents.cli import main
+from gitops_incidents.faults import CRASH_EXIT
+from gitops_incidents.ledger import Ledger
+from tests.conftest import T0, Repo
+from tests.prefect_server import start
+
+NS = "prefect-cloud"
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return start(tmp_path_factory.mktemp("prefect") / "home")
+
+
+class Prefect:
+    """The server's REST API, for setting up objects and reading them back."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self._send("POST", path, body)
+        return response.json() if response.content else None
+
+    def get(self, path: str) -> Any:
+        return self._send("GET", path).json()
+
+    def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        # A SQLite server answers 503 "database is locked" under bursts: try again.
+        for attempt in range(20):
+            response = self.http.request(method, path, json=body)
+            if response.status_code != 503 or attempt == 19:
+                break
+            time.sleep(0.1)
+        response.raise_for_status()
+        return response
+
+    def work_pool(self, name: str) -> dict[str, Any]:
+        self.post("/work_pools/", {"name": name, "type": "process"})
+        pool: dict[str, Any] = self.get(f"/work_pools/{name}")
+        return pool
+
+    def deployment(self, name: str, pool: str) -> dict[str, Any]:
+        flow = self.post("/flows/", {"name": f"flow-of-{name}"})
+        created = self.post(
+            "/deployments/",
+            {
+                "name": name,
+                "flow_id": flow["id"],
+                "work_pool_name": pool,
+                "parameter_openapi_schema": {
+                    "type": "object",
+                    "properties": {"day": {"type": "string"}},
+                },
+            },
+        )
+        found: dict[str, Any] = self.get(f"/deployments/{created['id']}")
+        return found
+
+    def flow_runs(self, deployment_id: str) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.post(
+            "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}}}
+        )
+        return runs
+
+
+@pytest.fixture
+def prefect(prefect_api: str) -> Iterator[Prefect]:
+    api = Prefect(prefect_api)
+    yield api
+    api.http.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def on_declared(actions: str) -> str:
+    return (
+        "name: react to a declaration\n"
+        "trigger:\n"
+        f"  match: {{prefect.resource.id: {NS}.incident.*}}\n"
+        f"  expect: [{NS}.incident.declared]\n"
+        "  posture: Reactive\n"
+        f"actions:\n{actions}"
+    )
+
+
+def on_flow_run(event: str, actions: str) -> str:
+    return (
+        "name: react to a flow run\n"
+        "trigger:\n"
+        "  match: {prefect.resource.id: prefect.flow-run.*}\n"
+        f"  expect: [{event}]\n"
+        "  posture: Reactive\n"
+        f"actions:\n{actions}"
+    )
+
+
+def run(capsys: pytest.CaptureFixture[str], repo: Repo, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(["--repo", str(repo.path), *args])
+    return status, capsys.readouterr().err
+
+
+@pytest.fixture
+def tracker(repo: Repo, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    monkeypatch.setenv("GITOPS_INCIDENTS_RETRY_DELAY", "0.01")
+    repo.write("incidents/old.yaml", "name: Before the engine\nseverity: SEV-3\n")
+    repo.commit("start", when=T0)
+    return repo
+
+
+def declare(
+    repo: Repo, capsys: pytest.CaptureFixture[str], automation: str, extra: str = ""
+) -> str:
+    """Add the automation, start the engine, declare an incident, apply: its output."""
+    repo.write("automations/act.yaml", automation)
+    repo.commit("automation", when=T0 + 1)
+    assert run(capsys, repo, "apply")[0] == 0
+    repo.write("incidents/db.yaml", f"name: Database down\nseverity: SEV-1\n{extra}")
+    repo.commit("declare", when=T0 + 2)
+    status, err = run(capsys, repo, "apply")
+    assert status == 0, err
+    return err
+
+
+def outcomes(repo: Repo) -> list[tuple[str, str]]:
+    _, state = Ledger(repo.path, "main").read()
+    return [(i.status, i.detail) for i in sorted(state.invocations.values(), key=lambda i: i.key)]
+
+
+# -- work pools, work queues, deployments ------------------------------------------------
+
+
+def test_pause_and_resume_a_work_pool_linked_to_an_incident(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = unique("k8s-prod")
+    prefect.work_pool(name)
+    pause = "  - type: pause-work-pool\n    source: inferred\n"
+    resume = f"  - type: resume-work-pool\n    work_pool_id: {name}\n"
+    declare(tracker, capsys, on_declared(pause + pause + resume + pause),
+            f"related_resources: [prefect.work-pool.{name}]\n")  # fmt: skip
+    assert prefect.get(f"/work_pools/{name}")["is_paused"] is True
+    assert [detail for _, detail in outcomes(tracker)] == [
+        f"paused work pool {name}",
+        f"work pool {name} already paused",
+        f"resumed work pool {name}",
+        f"paused work pool {name}",
+    ]
+
+
+def test_a_work_pool_named_by_its_uuid_as_prefects_events_name_it(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = unique("pool")
+    pool = prefect.work_pool(name)
+    tracker.write(
+        "automations/act.yaml",
+        on_flow_run("prefect.flow-run.Failed", "  - type: pause-work-pool\n    source: inferred\n"),
+    )
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    events = tmp_path / "events.jsonl"
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": "2027-01-15T08:01:00Z",
+        "event": "prefect.flow-run.Failed",
+        "resource": {"prefect.resource.id": f"prefect.flow-run.{uuid.uuid4()}"},
+        "related": [
+            {
+                "prefect.resource.id": f"prefect.work-pool.{pool['id']}",
+                "prefect.resource.role": "work-pool",
+            }
+        ],
+    }
+    events.write_text(json.dumps(event) + "\n")
+    assert run(capsys, tracker, "ingest", str(events))[0] == 0
+    assert prefect.get(f"/work_pools/{name}")["is_paused"] is True
+
+
+def test_pause_and_resume_a_work_queue_and_a_deployment(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = unique("pool")
+    prefect.work_pool(pool)
+    queue = prefect.post(f"/work_pools/{pool}/queues", {"name": "critical"})
+    deployment = prefect.deployment(unique("nightly"), pool)
+    flow = prefect.get(f"/flows/{deployment['flow_id']}")["name"]
+    actions = (
+        f"  - type: pause-work-queue\n    work_queue_id: {queue['id']}\n"
+        f"  - type: resume-work-queue\n    work_queue_id: {pool}/critical\n"
+        f"  - type: pause-work-queue\n    work_queue_id: {pool}/critical\n"
+        f"  - type: pause-deployment\n    deployment_id: {flow}/{deployment['name']}\n"
+        f"  - type: resume-deployment\n    deployment_id: {deployment['id']}\n"
+        f"  - type: pause-deployment\n    deployment_id: {deployment['name']}\n"
+    )
+    declare(tracker, capsys, on_declared(actions))
+    assert prefect.get(f"/work_queues/{queue['id']}")["is_paused"] is True
+    assert prefect.get(f"/deployments/{deployment['id']}")["paused"] is True
+    assert [status for status, _ in outcomes(tracker)] == ["done"] * 6
+
+
+def test_run_a_deployment_once_even_when_apply_is_killed_after_the_call(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = unique("pool")
+    prefect.work_pool(pool)
+    deployment = prefect.deployment(unique("backfill"), pool)
+    action = (
+        f"  - type: run-deployment\n    deployment_id: {deployment['id']}\n"
+        "    parameters: {day: '2027-01-15'}\n    job_variables: {env: {MODE: incident}}\n"
+    )
+    tracker.write("automations/act.yaml", on_declared(action))
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
+        env={**os.environ, "GITOPS_INCIDENTS_CRASH": "after-send"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr
+    assert len(prefect.flow_runs(deployment["id"])) == 1
+    assert run(capsys, tracker, "apply")[0] == 0  # the restart runs it again: same key
+    (flow_run,) = prefect.flow_runs(deployment["id"])
+    assert flow_run["parameters"] == {"day": "2027-01-15"}
+    assert flow_run["job_variables"] == {"env": {"MODE": "incident"}}
+    assert flow_run["idempotency_key"].startswith("act/") and flow_run["idempotency_key"].endswith(
+        "/0"
+    )
+    ((status, detail),) = outcomes(tracker)
+    assert status == "done" and flow_run["id"] in detail
+
+
+def test_an_unknown_target_is_a_failed_action_with_prefects_reason(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    actions = (
+        "  - type: pause-work-pool\n    work_pool_id: no-such-pool\n"
+        f"  - type: pause-deployment\n    deployment_id: {uuid.uuid4()}\n"
+        "  - type: pause-deployment\n    deployment_id: no-such-deployment\n"
+    )
+    tracker.write("automations/act.yaml", on_declared(actions))
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    assert run(capsys, tracker, "apply")[0] == 1
+    assert [s for s, _ in outcomes(tracker)] == ["failed"] * 3
+    details = [d for _, d in outcomes(tracker)]
+    assert details[0] == 'Prefect has no such object: Work pool "no-such-pool" not found.'
+    assert details[1] == "Prefect has no such object: Deployment not found"
+    assert (
+        details[2]
+        == "Prefect has no deployment(s) named 'no-such-deployment': write it as flow/deployment"
+    )
+
+
+# -- flow runs ------------------------------------------------------------------------------
+
+
+def _flow_run_event(tmp_path: Path, flow_run_id: str, event: str) -> Path:
+    events = tmp_path / f"{uuid.uuid4()}.jsonl"
+    body = {
+        "id": str(uuid.uuid4()),
+        "occurred": "2027-01-15T08:01:00Z",
+        "event": event,
+        "resource": {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}"},
+    }
+    events.write_text(json.dumps(body) + "\n")
+    return events
+
+
+def _scheduled_run(prefect: Prefect) -> tuple[dict[str, Any], dict[str, Any]]:
+    pool = unique("pool")
+    prefect.work_pool(pool)
+    deployment = prefect.deployment(unique("dep"), pool)
+    flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
+    return deployment, flow_run
+
+
+def _state(prefect: Prefect, flow_run_id: str) -> tuple[str, str]:
+    state = prefect.get(f"/flow_runs/{flow_run_id}")["state"]
+    return state["type"], state["name"]
+
+
+@pytest.mark.parametrize(
+    ("action", "before", "after"),
+    [
+        ("  - type: cancel-flow-run\n", "SCHEDULED", ("CANCELLED", "Cancelled")),
+        (
+            "  - type: change-flow-run-state\n    state: FAILED\n    name: Broken\n"
+            "    message: declared an incident\n",
+            "SCHEDULED",
+            ("FAILED", "Broken"),
+        ),
+        ("  - type: suspend-flow-run\n", "RUNNING", ("PAUSED", "Suspended")),
+    ],
+    ids=["cancel", "change-state", "suspend"],
+)
+def test_flow_run_actions_on_the_triggering_flow_run(
+    tracker: Repo,
+    prefect: Prefect,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    action: str,
+    before: str,
+    after: tuple[str, str],
+) -> None:
+    _, flow_run = _scheduled_run(prefect)
+    if before == "RUNNING":
+        prefect.post(
+            f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": "RUNNING"}, "force": True}
+        )
+    tracker.write("automations/act.yaml", on_flow_run("prefect.flow-run.Late", action))
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    events = _flow_run_event(tmp_path, flow_run["id"], "prefect.flow-run.Late")
+    status, err = run(capsys, tracker, "ingest", str(events))
+    assert status == 0, err
+    assert _state(prefect, flow_run["id"]) == after
+    ((outcome, detail),) = outcomes(tracker)
+    assert outcome == "done" and after[0] in detail
+
+
+def test_resume_a_suspended_flow_run_and_a_refusal_is_a_failure(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, flow_run = _scheduled_run(prefect)
+    resume = "  - type: resume-flow-run\n"
+    tracker.write("automations/act.yaml", on_flow_run("prefect.flow-run.Resume", resume))
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    # Not paused: Prefect would abort; the action fails with the reason.
+    status, err = run(
+        capsys,
+        tracker,
+        "ingest",
+        str(_flow_run_event(tmp_path, flow_run["id"], "prefect.flow-run.Resume")),
+    )
+    assert status == 1
+    assert "is not paused: Scheduled (SCHEDULED)" in err
+    prefect.post(
+        f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": "RUNNING"}, "force": True}
+    )
+    prefect.post(
+        f"/flow_runs/{flow_run['id']}/set_state",
+        {
+            "state": {
+                "type": "PAUSED",
+                "name": "Suspended",
+                "state_details": {"pause_reschedule": True},
+            },
+            "force": True,
+        },
+    )
+    status, err = run(
+        capsys,
+        tracker,
+        "ingest",
+        str(_flow_run_event(tmp_path, flow_run["id"], "prefect.flow-run.Resume")),
+    )
+    assert status == 0, err
+    assert _state(prefect, flow_run["id"])[0] != "PAUSED"
+
+
+# -- without Prefect -----------------------------------------------------------------------
+
+
+def test_without_the_extra_a_prefect_action_fails_in_one_line_naming_it(
+    tracker: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker.write(
+        "automations/act.yaml", on_declared("  - type: pause-work-pool\n    work_pool_id: x\n")
+    )
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    # prefect-client cannot be imported, as where the extra is not installed.
+    code = (
+        "import sys; sys.modules['prefect'] = None; "
+        "from gitops_incidents.cli import main; "
+        f"raise SystemExit(main(['--repo', {str(tracker.path)!r}, 'apply']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 1
+    assert (
+        "  failed: react to a declaration: pause-work-pool: calling Prefect needs the optional "
+        "extra: pip install 'gitops-incidents[prefect]'"
+    ) in result.stderr.splitlines()
+
+
+def test_a_prefect_server_that_is_down_is_retried_then_a_failure(
+    tracker: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.prefect_server import free_port
+
+    tracker.write(
+        "automations/act.yaml", on_declared("  - type: pause-work-pool\n    work_pool_id: x\n")
+    )
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    down = f"http://127.0.0.1:{free_port()}/api"
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
+        env={**os.environ, "PREFECT_API_URL": down, "PREFECT_CLIENT_MAX_RETRIES": "0"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Prefect cannot be reached: ConnectError" in result.stderr
+    assert "(after 3 attempts)" in result.stderr
