@@ -67,6 +67,7 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what stops or limits the engine
     notes: list[str] = field(default_factory=list)
+    published: int = 0  # events published to Prefect
 
     @property
     def failed(self) -> bool:
@@ -435,9 +436,35 @@ class Engine:
             position = self._evaluate(report, replay=replay, clock=as_of or time.time())
             replay = False
             self._act(report)
+            self._emit(report)
             if self.head() == position:
                 break
         return report
+
+    def _emit(self, report: Report) -> None:
+        """With `prefect.emit_events`: publish the events since the emission cursor to
+        Prefect, then move the cursor. A run that stops in between publishes them again
+        (the same ids: Prefect takes an id once while it remembers it, 30 minutes)."""
+        _, state = self.ledger.read()
+        start, position = state.emitted, state.position
+        if start is None or position is None or start == position:
+            return
+        from gitops_incidents.prefect import events as bridge
+
+        with History(self.root) as history:
+            events = [e for step in history.walk(position, since=start) for e in step.events]
+        try:
+            sent = bridge.publish(events)
+        except actions.ActionFailed as exc:
+            report.say([f"events not published to Prefect ({exc}): the next apply tries again"])
+            return
+
+        def moved(state: State) -> None:
+            if state.emitted == start:
+                state.emitted = position
+
+        self.ledger.update(moved, f"published {sent} event(s) to Prefect")
+        report.published += sent
 
     def ingest(self, events: list[Event]) -> Report:
         """External events, evaluated with the same engine and ledger."""
@@ -473,7 +500,14 @@ class Engine:
         while True:
             commit, state = self.ledger.read()
             head = self.head()
+            before = state.position
             walk = evaluate_history(self.root, state, head, replay=replay, clock=clock)
+            if not config_at(self.root, head).prefect.emit_events:
+                state.emitted = None
+            elif state.emitted is None or not gitcmd.is_ancestor(self.root, state.emitted, head):
+                # Emission starts with the commits this run evaluates (or after a rewrite
+                # of history, with the next ones): never the whole past at once.
+                state.emitted = before if before and state.emitted is None else head
             fired = record_firings(state, walk.fired, time.time())
             state.skipped = [*state.skipped, *map(_skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")

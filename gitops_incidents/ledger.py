@@ -126,6 +126,9 @@ class State:
     # Events of history not acted on, and why (the newest SKIPPED_KEPT), until `status
     # --acknowledge`.
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # With `prefect.emit_events`: the main-line commit whose events (and all before it,
+    # since emission began) were published to Prefect.
+    emitted: str | None = None
 
     def to_json(self) -> bytes:
         data = {"format": FORMAT, **asdict(self)}

@@ -93,6 +93,15 @@ class SiteConfig(Strict):
     )
 
 
+class PrefectConfig(Strict):
+    emit_events: bool = Field(
+        False, description="publish every derived event to the Prefect server's events API"
+    )
+    ui_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
+        None, description="Prefect's UI, for links to resources"
+    )
+
+
 class Config(Strict):
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")] = "prefect-cloud"
     branch: NonEmpty = "main"
@@ -101,6 +110,7 @@ class Config(Strict):
     notifiers: dict[str, Notifier] = Field(default_factory=dict)
     webhooks: dict[str, Webhook] = Field(default_factory=dict)
     site: SiteConfig = SiteConfig()
+    prefect: PrefectConfig = PrefectConfig()
 
     @field_validator("severities")
     @classmethod

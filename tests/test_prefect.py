@@ -435,3 +435,86 @@ def test_a_prefect_server_that_is_down_is_retried_then_a_failure(
     assert result.returncode == 1
     assert "Prefect cannot be reached: ConnectError" in result.stderr
     assert "(after 3 attempts)" in result.stderr
+
+
+# -- events out: automations inside Prefect react to incidents in git ---------------------
+
+SEED_TRIGGER = {
+    "match": {"prefect.resource.id": "prefect-cloud.incident.*"},
+    "expect": ["prefect-cloud.incident.declared"],
+    "posture": "Reactive",
+    "threshold": 1,
+    "within": 0,
+}
+
+
+def _wait(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.1)
+
+
+def test_a_prefect_automation_with_the_seed_trigger_pauses_a_pool_on_a_commit(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = unique("k8s-prod")
+    pool = prefect.work_pool(name)
+    automation = prefect.post(
+        "/automations/",
+        {
+            "name": unique("pause on declared"),
+            "trigger": {"type": "event", **SEED_TRIGGER},
+            "actions": [
+                {"type": "pause-work-pool", "source": "selected", "work_pool_id": pool["id"]}
+            ],
+        },
+    )
+    time.sleep(1)  # an automation reaches Prefect's trigger cache a moment later
+    tracker.write("gitops-incidents.yaml", "prefect: {emit_events: true}\n")
+    tracker.commit("emit events to Prefect", when=T0 + 1)
+    status, err = run(capsys, tracker, "apply")
+    assert status == 0 and "published" not in err  # the past is not sent
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    status, err = run(capsys, tracker, "apply")
+    assert status == 0, err
+    assert "published 1 event(s) to Prefect" in err
+    _wait(lambda: prefect.get(f"/work_pools/{name}")["is_paused"])
+    assert run(capsys, tracker, "apply")[1].count("published") == 0  # once
+    _, state = Ledger(tracker.path, "main").read()
+    assert state.emitted == tracker.head()
+    prefect.http.delete(f"/automations/{automation['id']}")
+
+
+def test_events_not_published_while_prefect_is_down_are_published_later(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.prefect_server import free_port
+
+    tracker.write("gitops-incidents.yaml", "prefect: {emit_events: true}\n")
+    tracker.commit("emit events to Prefect", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    name = unique("incident")
+    tracker.write(f"incidents/{name}.yaml", "name: While Prefect is down\nseverity: SEV-2\n")
+    tracker.commit("declare", when=T0 + 2)
+    down = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
+        env={**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+             "PREFECT_CLIENT_MAX_RETRIES": "0"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert down.returncode == 1
+    assert "events not published to Prefect (Prefect cannot be reached" in down.stderr
+    status, err = run(capsys, tracker, "apply")
+    assert status == 0 and "published 1 event(s) to Prefect" in err
+
+    def stored() -> bool:
+        found = prefect.post(
+            "/events/filter",
+            {"filter": {"resource": {"id": [f"prefect-cloud.incident.{name}"]},
+                        "occurred": {"since": "2027-01-01T00:00:00Z", "until": "2027-12-31T00:00:00Z"}}},
+        )  # fmt: skip
+        return bool(found["events"])
+
+    _wait(stored)

@@ -116,6 +116,8 @@ def show(report: Report, form: str) -> None:
             f"  {outcome.status}: {outcome.automation}: {outcome.type}: {outcome.detail}",
             file=sys.stderr,
         )
+    if report.published:
+        print(f"published {report.published} event(s) to Prefect", file=sys.stderr)
     failed = sum(o.status in ("failed", "unknown") for o in report.outcomes)
     print(
         f"{len(report.fired)} firing(s), {len(report.outcomes)} action(s) run"
