@@ -48,6 +48,9 @@ MAX_ROUNDS = 5
 DEDUPLICATE_FOR = 7 * 86400.0
 # How far ahead of the engine's clock (or the wall clock) an external event may be dated.
 FUTURE_SKEW = 15 * 60.0
+# How far before its cursor `ingest --from-prefect` reads again (Prefect stores events a
+# few seconds late; ids seen before are ignored).
+CATCH_UP = 5 * 60.0
 
 
 @dataclass
@@ -465,6 +468,39 @@ class Engine:
 
         self.ledger.update(moved, f"published {sent} event(s) to Prefect")
         report.published += sent
+
+    def ingest_from_prefect(self, report: Report) -> int:
+        """Prefect's events since the cursor, evaluated as `ingest` does; how many read.
+
+        The first read starts now (as the first `apply` starts at HEAD). Each read goes
+        back CATCH_UP before the cursor: Prefect stores events a few seconds after they
+        occur, and a late one must not be missed; ids seen before are ignored. Events
+        about this tracker's own incidents come from git, not from here."""
+        from gitops_incidents.prefect import events as bridge
+
+        _, state = self.ledger.read()
+        now = time.time()
+        if state.prefect_cursor is None:
+            self.ledger.update(lambda s: setattr(s, "prefect_cursor", now), "read Prefect from now")
+            return 0
+        own = f"{config_at(self.root, self.head()).namespace}.incident."
+        read = [
+            e
+            for e in bridge.read(state.prefect_cursor - CATCH_UP, now)
+            if not str(e["resource"].get("prefect.resource.id", "")).startswith(own)
+        ]
+        if read:
+            done = self.ingest(read)
+            report.fired.extend(done.fired)
+            report.outcomes.extend(done.outcomes)
+            report.say(done.problems, done.notes)
+        newest = max((timestamp(e["occurred"]) for e in read), default=state.prefect_cursor)
+
+        def moved(state: State) -> None:
+            state.prefect_cursor = max(state.prefect_cursor or 0.0, min(newest, now))
+
+        self.ledger.update(moved, f"read {len(read)} event(s) from Prefect")
+        return len(read)
 
     def ingest(self, events: list[Event]) -> Report:
         """External events, evaluated with the same engine and ledger."""

@@ -129,6 +129,8 @@ class State:
     # With `prefect.emit_events`: the main-line commit whose events (and all before it,
     # since emission began) were published to Prefect.
     emitted: str | None = None
+    # `ingest --from-prefect`: the newest `occurred` (seconds) of Prefect's events read.
+    prefect_cursor: float | None = None
 
     def to_json(self) -> bytes:
         data = {"format": FORMAT, **asdict(self)}

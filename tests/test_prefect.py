@@ -19,10 +19,14 @@ import pytest
 from gitops_incidents.cli import main
 from gitops_incidents.faults import CRASH_EXIT
 from gitops_incidents.ledger import Ledger
-from tests.conftest import T0, Repo
+from tests.conftest import Repo
 from tests.prefect_server import start
 
 NS = "prefect-cloud"
+# Commits an hour ago: Prefect's own events are dated now, and an automation acts only on
+# events after the commit that added it.
+T0 = int(time.time()) - 3600
+OCCURRED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + 60))
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +187,7 @@ def test_a_work_pool_named_by_its_uuid_as_prefects_events_name_it(
     events = tmp_path / "events.jsonl"
     event = {
         "id": str(uuid.uuid4()),
-        "occurred": "2027-01-15T08:01:00Z",
+        "occurred": OCCURRED,
         "event": "prefect.flow-run.Failed",
         "resource": {"prefect.resource.id": f"prefect.flow-run.{uuid.uuid4()}"},
         "related": [
@@ -284,7 +288,7 @@ def _flow_run_event(tmp_path: Path, flow_run_id: str, event: str) -> Path:
     events = tmp_path / f"{uuid.uuid4()}.jsonl"
     body = {
         "id": str(uuid.uuid4()),
-        "occurred": "2027-01-15T08:01:00Z",
+        "occurred": OCCURRED,
         "event": event,
         "resource": {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}"},
     }
@@ -513,8 +517,55 @@ def test_events_not_published_while_prefect_is_down_are_published_later(
         found = prefect.post(
             "/events/filter",
             {"filter": {"resource": {"id": [f"prefect-cloud.incident.{name}"]},
-                        "occurred": {"since": "2027-01-01T00:00:00Z", "until": "2027-12-31T00:00:00Z"}}},
+                        "occurred": {"since": "2020-01-01T00:00:00Z", "until": "2099-12-31T00:00:00Z"}}},
         )  # fmt: skip
         return bool(found["events"])
 
     _wait(stored)
+
+
+# -- events in: a failing flow run declares an incident ----------------------------------
+
+
+def test_a_failing_flow_run_in_prefect_declares_an_incident_linked_to_it(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = unique("k8s-prod")
+    prefect.work_pool(pool)
+    deployment = prefect.deployment(unique("nightly-etl"), pool)
+    declare_it = (
+        "  - type: declare-incident\n"
+        "    name: Flow run {{ event.resource.name }} failed\n"
+        "    severity: SEV-2\n"
+    )
+    automation = on_flow_run("prefect.flow-run.Failed", declare_it).replace(
+        "  match: {prefect.resource.id: prefect.flow-run.*}\n",
+        "  match: {prefect.resource.id: prefect.flow-run.*}\n"
+        f"  match_related: {{prefect.resource.id: 'prefect.deployment.{deployment['id']}'}}\n",
+    )
+    tracker.write("automations/declare.yaml", automation)
+    tracker.commit("declare on a failed run", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0  # starts now
+    flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
+    for state in ("RUNNING", "FAILED"):
+        prefect.post(
+            f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": state}, "force": True}
+        )
+
+    def declared() -> list[Path]:
+        status, err = run(capsys, tracker, "ingest", "--from-prefect", "--once")
+        assert status == 0, err
+        return [p for p in (tracker.path / "incidents").iterdir() if p.name.startswith("flow-run-")]
+
+    _wait(lambda: bool(declared()))
+    (incident,) = declared()  # read again: not declared twice
+    text = incident.read_text()
+    assert f"name: Flow run {flow_run['name']} failed" in text
+    for resource in (
+        f"prefect.flow-run.{flow_run['id']}",
+        f"prefect.deployment.{deployment['id']}",
+    ):
+        assert resource in text
+    pool_id = prefect.get(f"/work_pools/{pool}")["id"]
+    assert f"prefect.work-pool.{pool_id}" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,30 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "path:line:column and skipped (exit 1).",
     )
     parser.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdin")
+    parser.add_argument(
+        "--from-prefect",
+        action="store_true",
+        help="read Prefect's own events (PREFECT_API_URL or the Prefect profile): from the "
+        "cursor in the engine's state, then follow them until stopped",
+    )
+    parser.add_argument("--once", action="store_true", help="with --from-prefect: catch up, exit")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="with --from-prefect: seconds between reads while following (default: 2)",
+    )
     add_format(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_prefect:
+        if args.file != "-":
+            raise UsageError("--from-prefect reads from Prefect: give no FILE")
+        return _from_prefect(args)
+    if args.once:
+        raise UsageError("--once goes with --from-prefect")
     name = "<stdin>" if args.file == "-" else args.file
     try:
         stream = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
@@ -91,3 +112,30 @@ def parse_event(line: bytes) -> tuple[dict[str, Any], str | None]:
         return {}, "'occurred' has no time zone"
     event.setdefault("payload", {})
     return event, None
+
+
+def _from_prefect(args: argparse.Namespace) -> int:
+    from gitops_incidents.actions import ActionFailed
+    from gitops_incidents.engine import Engine, Report
+
+    engine = Engine(args.repo)
+    failed = False
+    try:
+        while True:
+            report = Report()
+            try:
+                read = engine.ingest_from_prefect(report)
+            except gitcmd.GitError as exc:
+                raise UsageError(str(exc)) from None
+            except ActionFailed as exc:  # Prefect unreachable, say: tried again next time
+                report.say([f"reading Prefect's events: {exc}"])
+                read = 0
+            if read or report.problems or args.once:
+                print(f"read {read} event(s) from Prefect", file=sys.stderr)
+                show(report, args.format)
+            failed = failed or report.failed
+            if args.once:
+                return 1 if failed else 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:  # Ctrl-C while following: a clean stop
+        return 1 if failed else 0

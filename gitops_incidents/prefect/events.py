@@ -4,7 +4,7 @@ incidents kept in git."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gitops_incidents.actions import ActionFailed
@@ -47,3 +47,28 @@ def _post(client: Any, batch: list[dict[str, Any]]) -> int:
     if response.status_code >= 300:
         raise ActionFailed(f"Prefect refused the events: HTTP {response.status_code}")
     return len(body)
+
+
+# -- in: Prefect's events, from a cursor -------------------------------------------------
+
+
+def read(since: float, until: float) -> Iterator[Event]:
+    """Prefect's stored events that occurred in [since, until], oldest first (as Prefect
+    pages them), as plain JSON events."""
+    with connect() as client:
+        from prefect.events.filters import EventFilter, EventOccurredFilter, EventOrder
+
+        window = EventOccurredFilter(since=_moment(since), until=_moment(until))
+        page = client.read_events(EventFilter(occurred=window, order=EventOrder.ASC), limit=50)
+        while True:
+            for event in page.events:
+                yield event.model_dump(mode="json", exclude={"received"})
+            if not page.next_page:
+                return
+            page = client.read_events_page(str(page.next_page))
+
+
+def _moment(seconds: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC)
