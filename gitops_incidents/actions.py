@@ -9,7 +9,6 @@ made again on top of it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -21,10 +20,8 @@ from typing import Any
 
 import httpx
 from jinja2 import TemplateError as JinjaError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 
-from gitops_incidents import gitcmd, models, templates, tracker, yamlio
+from gitops_incidents import gitcmd, incident_writer, models, templates, tracker, yamlio
 from gitops_incidents.events import IncidentState
 from gitops_incidents.faults import crashpoint
 from gitops_incidents.models import Automation, Config, Context
@@ -586,31 +583,21 @@ def declare_incident(call: Call) -> str:
     name = render(action.name, call).strip()
     if not name:
         raise ActionFailed("the incident's name rendered empty")
-    incident_id = f"{_slug(name)}-{call.firing['id'][:8]}"
+    incident_id = f"{incident_writer.slug(name)}-{call.firing['id'][:8]}"
     path = f"{tracker.INCIDENTS}/{incident_id}.yaml"
-    data = CommentedMap()
-    data["name"] = name
-    data["severity"] = action.severity
-    summary = render(action.summary, call)
-    if summary.strip():
-        data["summary"] = summary
-    if action.tags:
-        data["tags"] = list(action.tags)
-    related = _related(call) if action.related == "inferred" else list(action.related)
-    if related:
-        data["related_resources"] = related
-    data.yaml_set_start_comment(
-        f"Declared by the automation {call.automation.name!r} ({call.key})."
+    text = incident_writer.new_incident(
+        name=name,
+        severity=action.severity,
+        summary=render(action.summary, call),
+        tags=action.tags,
+        related=_related(call) if action.related == "inferred" else action.related,
+        comment=f"Declared by the automation {call.automation.name!r} ({call.key}).",
     )
 
     def edit(old: bytes | None) -> bytes | None:
         if old is not None:
             return old  # declared already, by an earlier attempt
-        writer = YAML(typ="rt")
-        writer.width = 4096  # never wrap a long name or summary
-        out = io.StringIO()
-        writer.dump(data, out)
-        return _check(path, out.getvalue().encode(), models.Incident, call.config)
+        return _check(path, text.encode(), models.Incident, call.config)
 
     return publish(call, path, edit, f"Declare {incident_id}: {name}")
 
@@ -627,11 +614,6 @@ def _related(call: Call) -> list[str]:
         if re.fullmatch(models.RESOURCE_ID_PATTERN, resource_id) and resource_id not in found:
             found.append(resource_id)
     return found
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60].strip("-")
-    return slug or "incident"
 
 
 def target_text(call: Call) -> str:

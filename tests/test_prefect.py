@@ -569,3 +569,54 @@ def test_a_failing_flow_run_in_prefect_declares_an_incident_linked_to_it(
         assert resource in text
     pool_id = prefect.get(f"/work_pools/{pool}")["id"]
     assert f"prefect.work-pool.{pool_id}" in text
+
+
+# -- declare from a resource ------------------------------------------------------------
+
+
+def test_declare_from_a_failed_flow_run_links_it_and_what_it_ran_on(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitops_incidents.validation import validate
+
+    pool = unique("k8s-prod")
+    prefect.work_pool(pool)
+    deployment = prefect.deployment(unique("nightly-etl"), pool)
+    flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
+    for state in ("RUNNING", "FAILED"):
+        prefect.post(
+            f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": state}, "force": True}
+        )
+    read = prefect.get(f"/flow_runs/{flow_run['id']}")
+    capsys.readouterr()
+    status = main(["--repo", str(tracker.path), "declare", "--from",
+                   f"prefect.flow-run.{flow_run['id']}", "--severity", "SEV-2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 0, err
+    name = f"Flow run {flow_run['name']} failed"
+    path = tracker.path / "incidents" / f"flow-run-{flow_run['name']}-failed.yaml"
+    text = path.read_text()
+    assert f"name: {name}\n" in text
+    flow = prefect.get(f"/flows/{deployment['flow_id']}")
+    for line in (
+        f"- {{id: prefect.flow-run.{flow_run['id']}, role: flow-run, name: {flow_run['name']}}}",
+        f"- {{id: prefect.flow.{flow['id']}, role: flow, name: {flow['name']}}}",
+        f"- {{id: prefect.deployment.{deployment['id']}, role: deployment, name: {deployment['name']}}}",
+        f"- {{id: prefect.work-queue.{read['work_queue_id']}, role: work-queue, name: default}}",
+        f"- {{id: prefect.work-pool.{read['work_pool_id']}, role: work-pool, name: {pool}}}",
+    ):
+        assert line in text.splitlines(), text
+    assert validate(tracker.path).errors == 0
+    assert tracker.git("log", "-1", "--format=%s").startswith(
+        f"Declare flow-run-{flow_run['name']}"
+    )
+
+
+def test_declare_from_an_unknown_resource_says_prefects_reason(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    status = main(["--repo", str(tracker.path), "declare", "--from",
+                   f"prefect.flow-run.{uuid.uuid4()}", "--severity", "SEV-2"])  # fmt: skip
+    assert status == 1
+    assert "Prefect has no such object: Flow run not found" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""`declare NAME --severity S [--from RESOURCE] ...`: a new incident, committed as you."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import gitcmd, tracker
+from gitops_incidents.commands import UsageError
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="declare an incident: write incidents/<id>.yaml and commit it as you",
+        description="Write a new incident file with the round-trip writer, check it, and "
+        "commit it as the person running the command. With --from, the incident is "
+        "declared from a Prefect resource: it is looked up, named, and linked with the "
+        "resources related to it.",
+    )
+    parser.add_argument("name", nargs="?", metavar="NAME", help="default, with --from: proposed")
+    parser.add_argument("--severity", required=True, help="from the configured scale")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="RESOURCE",
+        help="a Prefect resource: prefect.flow-run.<uuid>, prefect.work-pool.<name or uuid>, "
+        "prefect.deployment.<uuid or flow/name>, prefect.block-document.<uuid>",
+    )
+    parser.add_argument("--summary", default="", help="Markdown")
+    parser.add_argument("--tag", action="append", default=[], help="repeat for more")
+    parser.add_argument(
+        "--resource", action="append", default=[], metavar="ID", help="a resource id to link"
+    )
+    parser.add_argument("--id", help="the file name (default: from the name)")
+    parser.add_argument("--no-commit", action="store_true", help="write the file only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import incident_writer
+    from gitops_incidents.models import Context, Incident
+    from gitops_incidents.validation import load_config, parse_file
+
+    root: Path = args.repo
+    config, problems = load_config(root)
+    if problems:
+        raise UsageError(f"{problems[0]} (fix the configuration first)")
+    scale = [s.id for s in config.severities]
+    if args.severity not in scale:
+        raise UsageError(f"--severity {args.severity!r} is not on the scale: {', '.join(scale)}")
+    name, related = args.name, [*args.resource]
+    if args.source:
+        from gitops_incidents.actions import ActionFailed
+        from gitops_incidents.prefect.lookups import resource
+
+        try:
+            proposed, linked = resource(args.source)
+        except ActionFailed as exc:
+            print(f"gitops-incidents: {args.source}: {exc}", file=sys.stderr)
+            return 1
+        name = name or proposed
+        related = [*linked, *related]
+    if not name:
+        raise UsageError("give the incident a NAME (or --from a Prefect resource)")
+    incident_id = args.id or _free_id(root, incident_writer.slug(name))
+    relpath = f"{tracker.INCIDENTS}/{incident_id}.yaml"
+    if tracker.name_problem(relpath, tracker.Kind.INCIDENT) or (root / relpath).exists():
+        problem = tracker.name_problem(relpath, tracker.Kind.INCIDENT) or "it exists already"
+        raise UsageError(f"--id {incident_id}: {problem}")
+    text = incident_writer.new_incident(
+        name=name, severity=args.severity, summary=args.summary, tags=args.tag, related=related
+    )
+    _, findings = parse_file(relpath, text.encode(), Incident, Context(config, incident_id))
+    if findings:
+        for finding in findings:
+            print(finding, file=sys.stderr)
+        return 1
+    (root / tracker.INCIDENTS).mkdir(exist_ok=True)
+    (root / relpath).write_text(text, encoding="utf-8")
+    if not args.no_commit:
+        try:
+            gitcmd.run(root, "add", "--", relpath)
+            gitcmd.run(root, "commit", "-q", "-m", f"Declare {incident_id}: {name}", "--", relpath)
+        except gitcmd.GitError as exc:
+            print(f"gitops-incidents: {relpath} is written, not committed: {exc}", file=sys.stderr)
+            return 1
+    print(f"declared {relpath}: {name} ({args.severity})", file=sys.stderr)
+    return 0
+
+
+def _free_id(root: Path, base: str) -> str:
+    """`base`, or `base-2`, `base-3`... where that incident file exists already."""
+    candidate, number = base, 1
+    while (root / tracker.INCIDENTS / f"{candidate}.yaml").exists():
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
