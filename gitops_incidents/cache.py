@@ -87,6 +87,7 @@ _SCHEMA = """
         key TEXT PRIMARY KEY, created INTEGER, value BLOB
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS histories (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS impact (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
 """
 
 
@@ -223,7 +224,7 @@ class Cache:
     def clear(self) -> None:
         """Forget everything (a damaged cache is rebuilt); best effort."""
         with contextlib.suppress(sqlite3.Error), self._transaction():
-            for table in ("parsed", "states", "steps", "checkpoints", "histories"):
+            for table in ("parsed", "states", "steps", "checkpoints", "histories", "impact"):
                 self._db.execute(f"DELETE FROM {table}")
 
     def store_checkpoint(self, commit: str, header: dict[str, Any], states: dict[str, Any]) -> None:
@@ -262,6 +263,21 @@ class Cache:
             self._db.execute("DELETE FROM histories")
             self._db.execute(
                 "INSERT INTO histories VALUES (?, ?)", (f"{FINGERPRINT}/latest", value)
+            )
+
+    # -- impact figures from Prefect of incidents whose window is closed: they never change
+
+    def impact(self, key: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._one("impact", f"{FINGERPRINT}/{key}")
+        return found
+
+    def store_impact(self, key: str, figures: dict[str, Any]) -> None:
+        if not self.writable:
+            return
+        stored = f"{FINGERPRINT}/{key}"
+        with contextlib.suppress(sqlite3.OperationalError), self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO impact VALUES (?, ?)", (stored, _pack(stored, figures))
             )
 
     def _transaction(self) -> _Transaction:

@@ -80,6 +80,11 @@ def incident_histories(root: Path, until: str = "HEAD") -> list[IncidentHistory]
     return [IncidentHistory(state, events.get(state.id, [])) for state in states]
 
 
+def open_cache(root: Path, *, writable: bool = True) -> Cache:
+    """The repository's cache (under its git directory)."""
+    return Cache(gitcmd.git_dir(root) / "gitops-incidents" / "cache.sqlite3", writable=writable)
+
+
 def utc(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(epoch, LATEST)))
 
@@ -135,8 +140,7 @@ class History:
         """`writable=False`: read the cache, never write it (nothing under .git changes)."""
         self.root = root
         gitcmd.check_not_shallow(root)
-        path = gitcmd.git_dir(root) / "gitops-incidents" / "cache.sqlite3"
-        self.cache = Cache(path, writable=writable)
+        self.cache = open_cache(root, writable=writable)
         self._state: _State | None = _State(self.cache)
         self._tip: str | None = None
 

@@ -17,6 +17,7 @@ import html
 import json
 import re
 import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from gitops_incidents import gitcmd, tracker
-from gitops_incidents.history import incident_histories
+from gitops_incidents.history import incident_histories, open_cache
 from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
 from gitops_incidents.repository import config_at, default_until
@@ -37,6 +38,7 @@ from gitops_incidents.timeline import (
     Incident,
     automation_entries,
     duration_text,
+    impact_rows,
     incident,
     report,
     report_json,
@@ -123,9 +125,21 @@ def read(root: Path, until: str) -> tuple[Config, list[Incident]]:
     except gitcmd.GitError:
         state = None  # a damaged ledger: pages without automation entries
     actions = automation_entries(config, state)
-    return config, [
+    items = [
         incident(h, config, actions.get(h.state.id, [])) for h in incident_histories(root, until)
     ]
+    from gitops_incidents.prefect import impact  # Prefect is imported if it is asked
+
+    cache = open_cache(root)
+    try:
+        figures = impact.for_incidents(
+            cache, [i for i in items if i.status != "deleted"], time.time()
+        )
+    finally:
+        cache.close()
+    for item in items:
+        item.prefect_impact = figures.get(item.id)
+    return config, items
 
 
 def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
@@ -160,6 +174,7 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
             tag_slugs=slugs,
             repo_url=repo_url,
             markdown=markdown,
+            impact_rows=impact_rows,
         )
         data = report(item)
         site.files[f"reports/{item.id}.md"] = report_markdown(item, data).encode()

@@ -63,6 +63,8 @@ class Incident:
     resources: list[dict[str, str]]  # id, role, name
     roles: dict[str, list[str]]
     entries: list[Entry] = field(default_factory=list)
+    # Flow runs of the linked resources in the window, from Prefect (prefect.impact).
+    prefect_impact: dict[str, Any] | None = None
 
     @property
     def title(self) -> str:
@@ -268,6 +270,7 @@ def report(item: Incident) -> dict[str, Any]:
             "time_to_resolve_seconds": item.duration,
             "time_at_severity_seconds": _time_at_severity(item),
         },
+        "prefect_impact": item.prefect_impact,
         "participants": sorted(people),
         "automations": [
             {"at": e.at, "automation": e.automation, "action": e.title, "detail": e.text}
@@ -345,6 +348,7 @@ def report_markdown(item: Incident, data: dict[str, Any]) -> str:
         lines.append(f"- Resource ({_md(resource['role'])}): `{resource['id']}`")
     lines += ["", "## Summary", "", _md(item.summary) or "(none)", ""]
     lines += ["## Impact", "", _md(item.impact) or "(none)", ""]
+    lines += _impact_lines(item.prefect_impact)
     lines += ["## Participants", "", *[f"- {_md(p)}" for p in data["participants"]], ""]
     lines += ["## Timeline", "", "| time (UTC) | who | what |", "| --- | --- | --- |"]
     for entry in item.entries:
@@ -356,6 +360,39 @@ def report_markdown(item: Incident, data: dict[str, Any]) -> str:
             what += f" ({entry.commit[:12]})"
         lines.append(f"| {entry.at} | {_cell(who or '')} | {_cell(what)} |")
     return "\n".join(lines) + "\n"
+
+
+IMPACT_COLUMNS = ("failed", "crashed", "late", "completed", "all")
+
+
+def impact_rows(figures: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Per linked resource: its name, and `during (before)` for each column, as text."""
+    rows = []
+    for row in (figures or {}).get("rows", []):
+        name = row["name"] or row["id"]
+        if "error" in row:
+            rows.append((name, row["error"]))
+            continue
+        during, before = row["during"], row["before"]
+        rows.append((name, " · ".join(f"{c} {during[c]} ({before[c]})" for c in IMPACT_COLUMNS)))
+    return rows
+
+
+def _impact_lines(figures: dict[str, Any] | None) -> list[str]:
+    if figures is None:
+        return []
+    lines = ["## Impact in Prefect", ""]
+    if "unavailable" in figures:
+        return [*lines, f"Not measured: {_md(figures['unavailable'])}", ""]
+    lines += [
+        "Flow runs expected to start in the incident's window, and (in brackets) in the "
+        "same span just before it:",
+        "",
+        "| resource | flow runs |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {_cell(name)} | {_cell(text)} |" for name, text in impact_rows(figures)]
+    return [*lines, ""]
 
 
 def _md(text: str) -> str:

@@ -620,3 +620,85 @@ def test_declare_from_an_unknown_resource_says_prefects_reason(
                    f"prefect.flow-run.{uuid.uuid4()}", "--severity", "SEV-2"])  # fmt: skip
     assert status == 1
     assert "Prefect has no such object: Flow run not found" in capsys.readouterr().err
+
+
+# -- impact from Prefect -------------------------------------------------------------------
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def test_impact_counts_flow_runs_in_the_window_and_keeps_them_once_closed(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = unique("k8s-prod")
+    prefect.work_pool(pool)
+    deployment = prefect.deployment(unique("nightly-etl"), pool)
+    start = int(time.time()) - 1800
+    end = start + 600
+    for offset, final in ((-300, "COMPLETED"), (60, "FAILED"), (120, "COMPLETED"), (180, None)):
+        scheduled = {"type": "SCHEDULED", "state_details": {"scheduled_time": _iso(start + offset)}}
+        flow_run = prefect.post(
+            f"/deployments/{deployment['id']}/create_flow_run", {"state": scheduled}
+        )
+        if final:
+            prefect.post(
+                f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": final}, "force": True}
+            )
+    tracker.write(
+        "incidents/etl.yaml",
+        f"name: ETL down\nseverity: SEV-2\nstatus: resolved\nstart_time: {_iso(start)}\n"
+        f"end_time: {_iso(end)}\nrelated_resources:\n"
+        f"  - {{id: prefect.deployment.{deployment['id']}, name: nightly-etl}}\n"
+        f"  - prefect.work-pool.{pool}\n",
+    )
+    tracker.commit("backfill the ETL incident", when=T0 + 5)
+    capsys.readouterr()
+    assert main(["--repo", str(tracker.path), "report", "etl", "--format", "json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["prefect_impact"]
+    during = {"failed": 1, "crashed": 0, "late": 0, "completed": 1, "all": 3}
+    before = {"failed": 0, "crashed": 0, "late": 0, "completed": 1, "all": 1}
+    assert [(r["name"], r["during"], r["before"]) for r in figures["rows"]] == [
+        ("nightly-etl", during, before),
+        ("", during, before),
+    ]
+    # The window is closed: a later report needs no Prefect.
+    from tests.prefect_server import free_port
+
+    later = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "report", "etl"],
+        env={**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert later.returncode == 0, later.stderr
+    assert (
+        "| nightly-etl | failed 1 (0) · crashed 0 (0) · late 0 (0) · completed 1 (1) · all 3 (1) |"
+        in later.stdout
+    )
+
+
+def test_a_build_with_prefect_down_says_so_on_the_page_and_does_not_wait(
+    tracker: Repo, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tests.conftest import ROOT
+    from tests.prefect_server import free_port
+
+    shutil.copytree(ROOT / "site", tracker.path / "site", ignore=shutil.ignore_patterns("build"))
+    tracker.write(
+        "incidents/db.yaml",
+        "name: Database down\nseverity: SEV-1\nrelated_resources: [prefect.work-pool.k8s]\n",
+    )
+    tracker.commit("declare", when=T0 + 5)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "build", "--out", str(tmp_path / "out")],
+        env={**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 60
+    page = (tmp_path / "out" / "incidents" / "db.html").read_text()
+    assert "Not measured: Prefect does not answer" in page

@@ -17,9 +17,10 @@ EXTRA = "pip install 'gitops-incidents[prefect]'"
 
 
 @contextlib.contextmanager
-def connect() -> Iterator[SyncPrefectClient]:
-    """The Prefect client of the user's profile; its errors as ActionFailed (for good)
-    or Transient (worth another try)."""
+def connect(timeout: float | None = None) -> Iterator[SyncPrefectClient]:
+    """The Prefect client of the user's profile (each request limited to `timeout`
+    seconds, if given); its errors as ActionFailed (for good) or Transient (worth
+    another try)."""
     try:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL
@@ -32,7 +33,8 @@ def connect() -> Iterator[SyncPrefectClient]:
             "Cloud), or select a Prefect profile that has them"
         )
     try:
-        with get_client(sync_client=True) as client:
+        settings = {"timeout": timeout} if timeout else None
+        with get_client(httpx_settings=settings, sync_client=True) as client:
             yield client
     except ActionFailed:
         raise
