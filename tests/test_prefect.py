@@ -702,3 +702,34 @@ def test_a_build_with_prefect_down_says_so_on_the_page_and_does_not_wait(
     assert time.monotonic() - started < 60
     page = (tmp_path / "out" / "incidents" / "db.html").read_text()
     assert "Not measured: Prefect does not answer" in page
+
+
+def test_pause_once_when_apply_is_killed_between_the_call_and_the_ledger(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = unique("k8s-prod")
+    prefect.work_pool(name)
+    tracker.write(
+        "automations/act.yaml",
+        on_declared(f"  - type: pause-work-pool\n    work_pool_id: {name}\n"),
+    )
+    tracker.commit("automation", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare", when=T0 + 2)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
+        env={**os.environ, "GITOPS_INCIDENTS_CRASH": "after-send"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr
+    assert prefect.get(f"/work_pools/{name}")["is_paused"] is True
+    assert run(capsys, tracker, "apply")[0] == 0  # the restart: safe to repeat
+    assert outcomes(tracker) == [("done", f"work pool {name} already paused")]
+    pauses = prefect.post(
+        "/events/filter",
+        {"filter": {"event": {"name": ["prefect.work-pool.paused"]},
+                    "resource": {"id": [f"prefect.work-pool.{prefect.get(f'/work_pools/{name}')['id']}"]},
+                    "occurred": {"since": "2020-01-01T00:00:00Z", "until": "2099-12-31T00:00:00Z"}}},
+    )  # fmt: skip
+    assert len(pauses["events"]) <= 1  # paused once (the event may not be stored yet)
