@@ -22,8 +22,11 @@ demo: $(STAMP)
 	@tail -n 1 $(VENV)/events.jsonl
 	@echo "what the automations would do over this repository's whole history:" >&2
 	$(BIN)/gitops-incidents plan --base "$$(git rev-list --max-parents=0 HEAD | tail -n 1)"
-	$(BIN)/gitops-incidents build
-	$(BIN)/gitops-incidents serve --dev-addr 127.0.0.1:8000
+	@# A local Prefect server, paused and resumed for real by the history replayed in a
+	@# scratch clone; the site then measures impact from it (demo/prefect_demo.py).
+	$(BIN)/python demo/prefect_demo.py
+	env $$(cat $(VENV)/prefect/env 2>/dev/null) $(BIN)/gitops-incidents build
+	env $$(cat $(VENV)/prefect/env 2>/dev/null) $(BIN)/gitops-incidents serve --dev-addr 127.0.0.1:8000
 
 test: lint typecheck unit
 
