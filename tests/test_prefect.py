@@ -676,6 +676,17 @@ def test_impact_counts_flow_runs_in_the_window_and_keeps_them_once_closed(
         "| nightly-etl | failed 1 (0) · crashed 0 (0) · late 0 (0) · completed 1 (1) · all 3 (1) |"
         in later.stdout
     )
+    # And on the incident's page.
+    import shutil
+
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "site", tracker.path / "site", ignore=shutil.ignore_patterns("build"))
+    out = tracker.path.parent / "out"
+    assert main(["--repo", str(tracker.path), "build", "--out", str(out)]) == 0
+    page = (out / "incidents" / "etl.html").read_text()
+    row = "failed 1 (0) · crashed 0 (0) · late 0 (0) · completed 1 (1) · all 3 (1)"
+    assert f"<td>nightly-etl</td><td>{row}</td>" in page
 
 
 def test_a_build_with_prefect_down_says_so_on_the_page_and_does_not_wait(
