@@ -79,6 +79,20 @@ class Prefect:
         found: dict[str, Any] = self.get(f"/deployments/{created['id']}")
         return found
 
+    def pool_and_deployment(self, pool_prefix: str, name: str) -> tuple[str, dict[str, Any]]:
+        """A new work pool, and a deployment on it."""
+        pool = unique(pool_prefix)
+        self.work_pool(pool)
+        return pool, self.deployment(unique(name), pool)
+
+    def failed_run(self, deployment_id: str) -> dict[str, Any]:
+        """A flow run of the deployment that ran and failed, as Prefect records it."""
+        flow_run: dict[str, Any] = self.post(f"/deployments/{deployment_id}/create_flow_run", {})
+        for state in ("RUNNING", "FAILED"):
+            body = {"state": {"type": state}, "force": True}
+            self.post(f"/flow_runs/{flow_run['id']}/set_state", body)
+        return flow_run
+
     def flow_runs(self, deployment_id: str) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = self.post(
             "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}}}
@@ -133,15 +147,30 @@ def tracker(repo: Repo, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Re
     return repo
 
 
-def declare(
-    repo: Repo, capsys: pytest.CaptureFixture[str], automation: str, extra: str = ""
-) -> str:
-    """Add the automation, start the engine, declare an incident, apply: its output."""
+def armed(repo: Repo, capsys: pytest.CaptureFixture[str], automation: str, extra: str = "") -> None:
+    """Add the automation, start the engine, commit a declaration (not applied yet)."""
     repo.write("automations/act.yaml", automation)
     repo.commit("automation", when=T0 + 1)
     assert run(capsys, repo, "apply")[0] == 0
     repo.write("incidents/db.yaml", f"name: Database down\nseverity: SEV-1\n{extra}")
     repo.commit("declare", when=T0 + 2)
+
+
+def crash_after_the_call(repo: Repo) -> None:
+    """`apply` in a process of its own, killed right after its first call to Prefect."""
+    crashed = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), "apply"],
+        env={**os.environ, "GITOPS_INCIDENTS_CRASH": "after-send"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr
+
+
+def declare(
+    repo: Repo, capsys: pytest.CaptureFixture[str], automation: str, extra: str = ""
+) -> str:
+    """`armed`, then apply: its output."""
+    armed(repo, capsys, automation, extra)
     status, err = run(capsys, repo, "apply")
     assert status == 0, err
     return err
@@ -227,24 +256,13 @@ def test_pause_and_resume_a_work_queue_and_a_deployment(
 def test_run_a_deployment_once_even_when_apply_is_killed_after_the_call(
     tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pool = unique("pool")
-    prefect.work_pool(pool)
-    deployment = prefect.deployment(unique("backfill"), pool)
+    _pool, deployment = prefect.pool_and_deployment("pool", "backfill")
     action = (
         f"  - type: run-deployment\n    deployment_id: {deployment['id']}\n"
         "    parameters: {day: '2027-01-15'}\n    job_variables: {env: {MODE: incident}}\n"
     )
-    tracker.write("automations/act.yaml", on_declared(action))
-    tracker.commit("automation", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
-    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
-    tracker.commit("declare", when=T0 + 2)
-    crashed = subprocess.run(
-        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
-        env={**os.environ, "GITOPS_INCIDENTS_CRASH": "after-send"},
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert crashed.returncode == CRASH_EXIT, crashed.stderr
+    armed(tracker, capsys, on_declared(action))
+    crash_after_the_call(tracker)
     assert len(prefect.flow_runs(deployment["id"])) == 1
     assert run(capsys, tracker, "apply")[0] == 0  # the restart runs it again: same key
     (flow_run,) = prefect.flow_runs(deployment["id"])
@@ -265,11 +283,7 @@ def test_an_unknown_target_is_a_failed_action_with_prefects_reason(
         f"  - type: pause-deployment\n    deployment_id: {uuid.uuid4()}\n"
         "  - type: pause-deployment\n    deployment_id: no-such-deployment\n"
     )
-    tracker.write("automations/act.yaml", on_declared(actions))
-    tracker.commit("automation", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
-    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
-    tracker.commit("declare", when=T0 + 2)
+    armed(tracker, capsys, on_declared(actions))
     assert run(capsys, tracker, "apply")[0] == 1
     assert [s for s, _ in outcomes(tracker)] == ["failed"] * 3
     details = [d for _, d in outcomes(tracker)]
@@ -297,9 +311,7 @@ def _flow_run_event(tmp_path: Path, flow_run_id: str, event: str) -> Path:
 
 
 def _scheduled_run(prefect: Prefect) -> tuple[dict[str, Any], dict[str, Any]]:
-    pool = unique("pool")
-    prefect.work_pool(pool)
-    deployment = prefect.deployment(unique("dep"), pool)
+    _pool, deployment = prefect.pool_and_deployment("pool", "dep")
     flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
     return deployment, flow_run
 
@@ -395,13 +407,7 @@ def test_resume_a_suspended_flow_run_and_a_refusal_is_a_failure(
 def test_without_the_extra_a_prefect_action_fails_in_one_line_naming_it(
     tracker: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tracker.write(
-        "automations/act.yaml", on_declared("  - type: pause-work-pool\n    work_pool_id: x\n")
-    )
-    tracker.commit("automation", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
-    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
-    tracker.commit("declare", when=T0 + 2)
+    armed(tracker, capsys, on_declared("  - type: pause-work-pool\n    work_pool_id: x\n"))
     # prefect-client cannot be imported, as where the extra is not installed.
     code = (
         "import sys; sys.modules['prefect'] = None; "
@@ -423,13 +429,7 @@ def test_a_prefect_server_that_is_down_is_retried_then_a_failure(
 ) -> None:
     from tests.prefect_server import free_port
 
-    tracker.write(
-        "automations/act.yaml", on_declared("  - type: pause-work-pool\n    work_pool_id: x\n")
-    )
-    tracker.commit("automation", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
-    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
-    tracker.commit("declare", when=T0 + 2)
+    armed(tracker, capsys, on_declared("  - type: pause-work-pool\n    work_pool_id: x\n"))
     down = f"http://127.0.0.1:{free_port()}/api"
     result = subprocess.run(
         [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
@@ -530,9 +530,7 @@ def test_events_not_published_while_prefect_is_down_are_published_later(
 def test_a_failing_flow_run_in_prefect_declares_an_incident_linked_to_it(
     tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pool = unique("k8s-prod")
-    prefect.work_pool(pool)
-    deployment = prefect.deployment(unique("nightly-etl"), pool)
+    pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
     declare_it = (
         "  - type: declare-incident\n"
         "    name: Flow run {{ event.resource.name }} failed\n"
@@ -547,11 +545,7 @@ def test_a_failing_flow_run_in_prefect_declares_an_incident_linked_to_it(
     tracker.commit("declare on a failed run", when=T0 + 1)
     assert run(capsys, tracker, "apply")[0] == 0
     assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0  # starts now
-    flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
-    for state in ("RUNNING", "FAILED"):
-        prefect.post(
-            f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": state}, "force": True}
-        )
+    flow_run = prefect.failed_run(deployment["id"])
 
     def declared() -> list[Path]:
         status, err = run(capsys, tracker, "ingest", "--from-prefect", "--once")
@@ -579,14 +573,8 @@ def test_declare_from_a_failed_flow_run_links_it_and_what_it_ran_on(
 ) -> None:
     from gitops_incidents.validation import validate
 
-    pool = unique("k8s-prod")
-    prefect.work_pool(pool)
-    deployment = prefect.deployment(unique("nightly-etl"), pool)
-    flow_run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", {})
-    for state in ("RUNNING", "FAILED"):
-        prefect.post(
-            f"/flow_runs/{flow_run['id']}/set_state", {"state": {"type": state}, "force": True}
-        )
+    pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
+    flow_run = prefect.failed_run(deployment["id"])
     read = prefect.get(f"/flow_runs/{flow_run['id']}")
     capsys.readouterr()
     status = main(["--repo", str(tracker.path), "declare", "--from",
@@ -632,9 +620,7 @@ def _iso(seconds: float) -> str:
 def test_impact_counts_flow_runs_in_the_window_and_keeps_them_once_closed(
     tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pool = unique("k8s-prod")
-    prefect.work_pool(pool)
-    deployment = prefect.deployment(unique("nightly-etl"), pool)
+    pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
     start = int(time.time()) - 1800
     end = start + 600
     for offset, final in ((-300, "COMPLETED"), (60, "FAILED"), (120, "COMPLETED"), (180, None)):
@@ -720,20 +706,8 @@ def test_pause_once_when_apply_is_killed_between_the_call_and_the_ledger(
 ) -> None:
     name = unique("k8s-prod")
     prefect.work_pool(name)
-    tracker.write(
-        "automations/act.yaml",
-        on_declared(f"  - type: pause-work-pool\n    work_pool_id: {name}\n"),
-    )
-    tracker.commit("automation", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
-    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
-    tracker.commit("declare", when=T0 + 2)
-    crashed = subprocess.run(
-        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
-        env={**os.environ, "GITOPS_INCIDENTS_CRASH": "after-send"},
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert crashed.returncode == CRASH_EXIT, crashed.stderr
+    armed(tracker, capsys, on_declared(f"  - type: pause-work-pool\n    work_pool_id: {name}\n"))
+    crash_after_the_call(tracker)
     assert prefect.get(f"/work_pools/{name}")["is_paused"] is True
     assert run(capsys, tracker, "apply")[0] == 0  # the restart: safe to repeat
     assert outcomes(tracker) == [("done", f"work pool {name} already paused")]

@@ -99,45 +99,51 @@ def _flow_run(client: SyncPrefectClient, call: Call) -> FlowRun:
 # -- pause and resume ----------------------------------------------------------------------
 
 
-def _pause_work_pool(paused: bool) -> Callable[[Call], str]:
-    def run(call: Call) -> str:
-        with connect() as client:
-            from prefect.client.schemas.actions import WorkPoolUpdate
+def _pausing(
+    noun: str,
+    field: str,
+    find: Callable[[Any, str], Any],
+    update: Callable[[Any, Any, bool], None],
+    flag: str = "is_paused",
+) -> Callable[[bool], Callable[[Call], str]]:
+    """Pause or resume actions for one kind of object (`flag` says whether it is paused):
+    what is so already is success."""
 
-            pool = work_pool(client, _target(call, "work_pool_id"))
-            if pool.is_paused == paused:
-                return f"work pool {pool.name} already {_word(paused)}"
-            client.update_work_pool(pool.name, WorkPoolUpdate(is_paused=paused))
-            crashpoint("after-send")
-            return f"{_word(paused)} work pool {pool.name}"
+    def action(paused: bool) -> Callable[[Call], str]:
+        def run(call: Call) -> str:
+            with connect() as client:
+                found = find(client, _target(call, field))
+                if getattr(found, flag) == paused:
+                    return f"{noun} {found.name} already {_word(paused)}"
+                update(client, found, paused)
+                crashpoint("after-send")
+                return f"{_word(paused)} {noun} {found.name}"
 
-    return run
+        return run
 
-
-def _pause_work_queue(paused: bool) -> Callable[[Call], str]:
-    def run(call: Call) -> str:
-        with connect() as client:
-            queue = work_queue(client, _target(call, "work_queue_id"))
-            if queue.is_paused == paused:
-                return f"work queue {queue.name} already {_word(paused)}"
-            client.update_work_queue(queue.id, is_paused=paused)
-            crashpoint("after-send")
-            return f"{_word(paused)} work queue {queue.name}"
-
-    return run
+    return action
 
 
-def _pause_deployment(paused: bool) -> Callable[[Call], str]:
-    def run(call: Call) -> str:
-        with connect() as client:
-            found = deployment(client, _target(call, "deployment_id"))
-            if found.paused == paused:
-                return f"deployment {found.name} already {_word(paused)}"
-            (client.pause_deployment if paused else client.resume_deployment)(found.id)
-            crashpoint("after-send")
-            return f"{_word(paused)} deployment {found.name}"
+def _update_work_pool(client: Any, pool: Any, paused: bool) -> None:
+    from prefect.client.schemas.actions import WorkPoolUpdate
 
-    return run
+    client.update_work_pool(pool.name, WorkPoolUpdate(is_paused=paused))
+
+
+def _update_deployment(client: Any, found: Any, paused: bool) -> None:
+    (client.pause_deployment if paused else client.resume_deployment)(found.id)
+
+
+_pause_work_pool = _pausing("work pool", "work_pool_id", work_pool, _update_work_pool)
+_pause_work_queue = _pausing(
+    "work queue",
+    "work_queue_id",
+    work_queue,
+    lambda client, queue, paused: client.update_work_queue(queue.id, is_paused=paused),
+)
+_pause_deployment = _pausing(
+    "deployment", "deployment_id", deployment, _update_deployment, flag="paused"
+)
 
 
 def _word(paused: bool) -> str:
