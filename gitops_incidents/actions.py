@@ -114,7 +114,12 @@ def execute(call: Call) -> str:
 
 
 class _Resource(dict[str, str]):
-    """A Prefect resource in templates: `resource.id`, `.name`, `.role`, or any label."""
+    """A Prefect resource in templates: `resource.id`, `.name`, `.role`, or any label,
+    also as Jinja walks a dotted name: `selectattr('prefect.resource.role', ...)` and
+    `map(attribute='prefect.resource.id')` find the labels so named."""
+
+    def __missing__(self, key: str) -> Any:
+        return _LabelPath(self, key)
 
     @property
     def id(self) -> str:
@@ -127,6 +132,19 @@ class _Resource(dict[str, str]):
     @property
     def role(self) -> str | None:
         return self.get("prefect.resource.role")
+
+
+class _LabelPath:
+    """The first parts of a dotted label name, as Jinja looks it up part by part."""
+
+    def __init__(self, labels: dict[str, str], prefix: str) -> None:
+        if not any(label.startswith(f"{prefix}.") for label in labels):
+            raise KeyError(prefix)  # no such label: Jinja makes it undefined
+        self._labels, self._prefix = labels, prefix
+
+    def __getitem__(self, part: str) -> Any:
+        name = f"{self._prefix}.{part}"
+        return self._labels[name] if name in self._labels else _LabelPath(self._labels, name)
 
 
 class _EventView(dict[str, Any]):

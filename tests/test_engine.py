@@ -682,3 +682,23 @@ def test_when_a_claim_is_abandoned(host: str, alive: bool, age: float, abandoned
         T0,
     )
     assert claim.abandoned(T0 + age) is abandoned
+
+
+def test_templates_find_labels_by_their_dotted_names(tracker: Repo) -> None:
+    comment = (
+        "  - type: comment-on-incident\n    source: inferred\n    text: >-\n"
+        "      Paused {{ event.related | selectattr('prefect.resource.role', 'eq', 'work-pool')"
+        " | map(attribute='prefect.resource.id') | join(', ') }} and"
+        " {{ event.related | selectattr('role', 'eq', 'work-pool') | map(attribute='id') | first }}\n"
+    )
+    tracker.write("automations/act.yaml", automation(f"{NS}.incident.declared", comment))
+    tracker.commit("automation", when=T0 + 1)
+    assert apply(tracker) == 0
+    tracker.write(
+        "incidents/db.yaml",
+        incident("DB", extra="related_resources: [prefect.work-pool.k8s-prod]\n"),
+    )
+    tracker.commit("declare", when=T0 + 2)
+    assert apply(tracker) == 0
+    text = (gitcmd.read_blob(tracker.path, "main", "incidents/db.yaml") or b"").decode()
+    assert "- text: Paused prefect.work-pool.k8s-prod and prefect.work-pool.k8s-prod\n" in text
