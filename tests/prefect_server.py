@@ -8,6 +8,7 @@ Prefect read them again if an earlier test imported it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -71,3 +72,30 @@ def start(home: Path) -> str:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.1)
+
+
+def late_proxy(target: str, after: float) -> str:
+    """An address for `target` (an API URL on 127.0.0.1) that refuses connections for
+    `after` seconds, then forwards them: a server that is down, then up."""
+    host_port = target.split("//", 1)[1].split("/", 1)[0]
+    upstream = int(host_port.rsplit(":", 1)[1])
+    port = free_port()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        time.sleep(after)
+        listener = socket.create_server(("127.0.0.1", port))
+        while True:
+            client, _ = listener.accept()
+            server = socket.create_connection(("127.0.0.1", upstream))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return target.replace(f":{upstream}/", f":{port}/")

@@ -441,6 +441,27 @@ def test_a_prefect_server_that_is_down_is_retried_then_a_failure(
     assert "(after 3 attempts)" in result.stderr
 
 
+def test_a_prefect_server_that_is_down_then_up_is_retried_to_success(
+    tracker: Repo, prefect: Prefect, prefect_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.prefect_server import late_proxy
+
+    name = unique("k8s-prod")
+    prefect.work_pool(name)
+    armed(tracker, capsys, on_declared(f"  - type: pause-work-pool\n    work_pool_id: {name}\n"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "apply"],
+        env={**os.environ, "PREFECT_API_URL": late_proxy(prefect_api, after=1.5),
+             "PREFECT_CLIENT_MAX_RETRIES": "0", "GITOPS_INCIDENTS_RETRY_DELAY": "1"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"done: react to a declaration: pause-work-pool: paused work pool {name}" in result.stderr
+    )
+    assert prefect.get(f"/work_pools/{name}")["is_paused"] is True
+
+
 # -- events out: automations inside Prefect react to incidents in git ---------------------
 
 SEED_TRIGGER = {
@@ -718,3 +739,59 @@ def test_pause_once_when_apply_is_killed_between_the_call_and_the_ledger(
                     "occurred": {"since": "2020-01-01T00:00:00Z", "until": "2099-12-31T00:00:00Z"}}},
     )  # fmt: skip
     assert len(pauses["events"]) <= 1  # paused once (the event may not be stored yet)
+
+
+def test_declare_from_a_work_pool_a_deployment_or_a_block(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
+    pool_id = prefect.get(f"/work_pools/{pool}")["id"]
+    flow = prefect.get(f"/flows/{deployment['flow_id']}")
+    block_type = prefect.post(
+        "/block_types/", {"name": unique("Warehouse"), "slug": unique("warehouse")}
+    )
+    schema = prefect.post(
+        "/block_schemas/",
+        {"fields": {"title": "Warehouse", "type": "object", "properties": {}},
+         "block_type_id": block_type["id"], "capabilities": []},
+    )  # fmt: skip
+    block = prefect.post(
+        "/block_documents/",
+        {"name": unique("orders-db"), "data": {}, "block_schema_id": schema["id"],
+         "block_type_id": block_type["id"]},
+    )  # fmt: skip
+    cases = [
+        (
+            f"prefect.work-pool.{pool}",
+            f"Work pool {pool}",
+            [f"- {{id: prefect.work-pool.{pool_id}, role: work-pool, name: {pool}}}"],
+        ),
+        (
+            f"prefect.deployment.{flow['name']}/{deployment['name']}",
+            f"Deployment {flow['name']}/{deployment['name']} failing",
+            [
+                f"- {{id: prefect.deployment.{deployment['id']}, role: deployment, name: {deployment['name']}}}",
+                f"- {{id: prefect.flow.{flow['id']}, role: flow, name: {flow['name']}}}",
+                f"- {{id: prefect.work-pool.{pool_id}, role: work-pool, name: {pool}}}",
+            ],
+        ),
+        (
+            f"prefect.block-document.{block['id']}",
+            f"Block {block['name']} failing",
+            [
+                f"- {{id: prefect.block-document.{block['id']}, role: block-document, name: {block['name']}}}"
+            ],
+        ),
+    ]
+    for source, name, links in cases:
+        capsys.readouterr()
+        status = main(
+            ["--repo", str(tracker.path), "declare", "--from", source, "--severity", "SEV-3"]
+        )
+        err = capsys.readouterr().err
+        assert status == 0, err
+        assert f": {name}" in err
+        relpath = err.split("declared ", 1)[1].split(":", 1)[0]
+        lines = (tracker.path / relpath).read_text().splitlines()
+        for link in links:
+            assert link in lines, (source, lines)
