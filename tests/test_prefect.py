@@ -763,7 +763,7 @@ def test_declare_from_a_work_pool_a_deployment_or_a_block(
     cases = [
         (
             f"prefect.work-pool.{pool}",
-            f"Work pool {pool}",
+            f"Work pool {pool} has no ready worker",
             [f"- {{id: prefect.work-pool.{pool_id}, role: work-pool, name: {pool}}}"],
         ),
         (

@@ -26,12 +26,11 @@ def resource(resource_id: str) -> tuple[str, list[dict[str, str]]]:
             return _flow_run(client, _uuid(ident))
         if kind == "work-pool":
             pool = work_pool(client, ident)
-            state = (
-                "paused" if pool.is_paused else (pool.status.value.lower() if pool.status else "")
+            status = "PAUSED" if pool.is_paused else (pool.status.value if pool.status else "")
+            what = {"PAUSED": "is paused", "NOT_READY": "has no ready worker"}.get(
+                status, "failing"
             )
-            return f"Work pool {pool.name} {state}".strip(), [
-                _link("work-pool", pool.id, pool.name)
-            ]
+            return f"Work pool {pool.name} {what}", [_link("work-pool", pool.id, pool.name)]
         if kind == "deployment":
             found = deployment(client, ident)
             flow = client.read_flow(found.flow_id)
