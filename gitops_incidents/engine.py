@@ -470,12 +470,11 @@ class Engine:
         report.published += sent
 
     def ingest_from_prefect(self, report: Report) -> int:
-        """Prefect's events since the cursor, evaluated as `ingest` does; how many read.
+        """Prefect's stored events since the cursor, evaluated as `ingest` does; how many.
 
         The first read starts now (as the first `apply` starts at HEAD). Each read goes
         back CATCH_UP before the cursor: Prefect stores events a few seconds after they
-        occur, and a late one must not be missed; ids seen before are ignored. Events
-        about this tracker's own incidents come from git, not from here."""
+        occur, and a late one must not be missed; ids seen before are ignored."""
         from gitops_incidents.prefect import events as bridge
 
         _, state = self.ledger.read()
@@ -483,24 +482,30 @@ class Engine:
         if state.prefect_cursor is None:
             self.ledger.update(lambda s: setattr(s, "prefect_cursor", now), "read Prefect from now")
             return 0
+        return self.take_from_prefect(
+            list(bridge.read(state.prefect_cursor - CATCH_UP, now)), report
+        )
+
+    def take_from_prefect(self, events: list[Event], report: Report) -> int:
+        """Prefect's events (read or streamed), evaluated as `ingest` does, and the cursor
+        moved to the newest; how many were taken. Events about this tracker's own
+        incidents come from git, not from here."""
         own = f"{config_at(self.root, self.head()).namespace}.incident."
-        read = [
-            e
-            for e in bridge.read(state.prefect_cursor - CATCH_UP, now)
-            if not str(e["resource"].get("prefect.resource.id", "")).startswith(own)
-        ]
-        if read:
-            done = self.ingest(read)
+        taken = [e for e in events if not str(e["resource"]["prefect.resource.id"]).startswith(own)]
+        if taken:
+            done = self.ingest(taken)
             report.fired.extend(done.fired)
             report.outcomes.extend(done.outcomes)
             report.say(done.problems, done.notes)
-        newest = max((timestamp(e["occurred"]) for e in read), default=state.prefect_cursor)
+        now = time.time()
+        newest = min(max((timestamp(e["occurred"]) for e in events), default=0.0), now)
 
         def moved(state: State) -> None:
-            state.prefect_cursor = max(state.prefect_cursor or 0.0, min(newest, now))
+            state.prefect_cursor = max(state.prefect_cursor or 0.0, newest)
 
-        self.ledger.update(moved, f"read {len(read)} event(s) from Prefect")
-        return len(read)
+        if newest:
+            self.ledger.update(moved, f"read {len(events)} event(s) from Prefect")
+        return len(taken)
 
     def ingest(self, events: list[Event]) -> Report:
         """External events, evaluated with the same engine and ledger."""

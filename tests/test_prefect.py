@@ -795,3 +795,46 @@ def test_declare_from_a_work_pool_a_deployment_or_a_block(
         lines = (tracker.path / relpath).read_text().splitlines()
         for link in links:
             assert link in lines, (source, lines)
+
+
+def test_following_the_live_stream_declares_at_once_and_stops_on_sigterm(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    _pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
+    declare_it = "  - type: declare-incident\n    name: Flow run {{ event.resource.name }} failed\n    severity: SEV-2\n"
+    automation = on_flow_run("prefect.flow-run.Failed", declare_it).replace(
+        "  posture: Reactive\n",
+        f"  match_related: {{prefect.resource.id: 'prefect.deployment.{deployment['id']}'}}\n  posture: Reactive\n",
+    )
+    tracker.write("automations/declare.yaml", automation)
+    tracker.commit("declare on a failed run", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0  # the cursor: now
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "ingest", "--from-prefect"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stderr is not None
+        while "following Prefect's events" not in follower.stderr.readline():
+            assert follower.poll() is None
+        time.sleep(1)  # the websocket is open
+        started = time.monotonic()
+        flow_run = prefect.failed_run(deployment["id"])
+
+        def declared() -> bool:
+            return f"Declare flow-run-{flow_run['name']}" in tracker.git(
+                "log", "--format=%s", "main"
+            )
+
+        _wait(declared, timeout=30)
+        latency = time.monotonic() - started
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=30) == 0
+    assert latency < 5  # here about 1.2 s: a batch of the stream is at most 1 s old
+    # Restarted, it catches up from its cursor and declares nothing twice.
+    assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0
+    assert tracker.git("log", "--format=%s", "main").count("Declare flow-run-") == 1

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
 from gitops_incidents.commands.apply import add_format, show
+
+if TYPE_CHECKING:
+    from gitops_incidents.engine import Engine, Report
 
 MAX_LINE = 1 << 20  # as for files: a 1 MiB event is a mistake or an attack
 
@@ -115,27 +120,62 @@ def parse_event(line: bytes) -> tuple[dict[str, Any], str | None]:
 
 
 def _from_prefect(args: argparse.Namespace) -> int:
+    """Catch up from the cursor; then (without --once) follow Prefect's live stream,
+    catching up again after the stream is lost, until SIGINT or SIGTERM."""
     from gitops_incidents.actions import ActionFailed
     from gitops_incidents.engine import Engine, Report
 
     engine = Engine(args.repo)
     failed = False
+
+    def handled(step: Callable[[Report], int], what: str) -> None:
+        nonlocal failed
+        report = Report()
+        try:
+            taken = step(report)
+        except ActionFailed as exc:  # Prefect unreachable, say: tried again later
+            report.say([f"reading Prefect's events: {exc}"])
+            taken = 0
+        if taken or report.problems or args.once:
+            print(f"{what}: {taken} event(s) from Prefect", file=sys.stderr)
+            show(report, args.format)
+        failed = failed or report.failed
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
         while True:
-            report = Report()
-            try:
-                read = engine.ingest_from_prefect(report)
-            except gitcmd.GitError as exc:
-                raise UsageError(str(exc)) from None
-            except ActionFailed as exc:  # Prefect unreachable, say: tried again next time
-                report.say([f"reading Prefect's events: {exc}"])
-                read = 0
-            if read or report.problems or args.once:
-                print(f"read {read} event(s) from Prefect", file=sys.stderr)
-                show(report, args.format)
-            failed = failed or report.failed
+            handled(engine.ingest_from_prefect, "caught up")
             if args.once:
                 return 1 if failed else 0
-            time.sleep(args.interval)
-    except KeyboardInterrupt:  # Ctrl-C while following: a clean stop
+            print("following Prefect's events (Ctrl-C stops)", file=sys.stderr)
+            handled(_following(engine, args.format), "followed")
+            time.sleep(args.interval)  # the stream was lost: catch up, then follow again
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
         return 1 if failed else 0
+    except gitcmd.GitError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _following(engine: Engine, form: str) -> Callable[[Report], int]:
+    """A step that follows Prefect's live stream until it is lost, each batch evaluated
+    and shown as it comes."""
+    from gitops_incidents.engine import Report
+    from gitops_incidents.prefect import events as bridge
+
+    def step(report: Report) -> int:
+        taken = 0
+
+        def take(events: list[dict[str, Any]]) -> None:
+            nonlocal taken
+            batch = Report()
+            taken += engine.take_from_prefect(events, batch)
+            if batch.fired or batch.outcomes or batch.problems:
+                show(batch, form)
+            report.outcomes.extend(batch.outcomes)
+            report.say(batch.problems)
+
+        bridge.follow(take)
+        return taken
+
+    return step

@@ -4,7 +4,7 @@ incidents kept in git."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gitops_incidents.actions import ActionFailed
@@ -72,3 +72,39 @@ def _moment(seconds: float) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def follow(take: Callable[[list[Event]], None], batch_seconds: float = 1.0) -> None:
+    """Prefect's live event stream (its websocket), handed to `take` in small batches (at
+    most `batch_seconds` old), until the process is stopped. Raises ActionFailed when the
+    stream is lost for good (the client reconnects by itself before that)."""
+    import asyncio
+
+    from gitops_incidents.prefect.client import connect as check
+
+    with check():  # the extra and an API, or one clear line
+        pass
+
+    async def stream() -> None:
+        from prefect.events.clients import get_events_subscriber
+
+        async with get_events_subscriber() as subscriber:
+            events = aiter(subscriber)
+            batch: list[Event] = []
+            while True:
+                wait = batch_seconds if batch else None
+                try:
+                    event = await asyncio.wait_for(anext(events), timeout=wait)
+                except TimeoutError:
+                    take(batch)
+                    batch = []
+                    continue
+                batch.append(event.model_dump(mode="json", exclude={"received"}))
+                if len(batch) >= BATCH:
+                    take(batch)
+                    batch = []
+
+    try:
+        asyncio.run(stream())
+    except (OSError, RuntimeError, ValueError) as exc:  # websockets' errors, after retries
+        raise ActionFailed(f"Prefect's event stream is lost: {type(exc).__name__}: {exc}") from None
