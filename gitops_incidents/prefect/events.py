@@ -1,6 +1,7 @@
-"""The event bridge, out: derived events published to the Prefect server's events API
-(`prefect.emit_events`), so that automations defined inside Prefect react to
-incidents kept in git."""
+"""The event bridge both ways. Out: derived events published to the Prefect server's
+events API (`prefect.emit_events`), so that automations defined inside Prefect react
+to incidents kept in git. In: Prefect's stored events read from a cursor, and its
+live stream followed (`ingest --from-prefect`)."""
 
 from __future__ import annotations
 
