@@ -40,7 +40,7 @@ from gitops_incidents.faults import crashpoint
 from gitops_incidents.history import History
 from gitops_incidents.ledger import SKIPPED_KEPT, FiringRecord, Ledger, State, claim
 from gitops_incidents.models import Automation, Config
-from gitops_incidents.repository import branch_ref, config_at, config_problem_at
+from gitops_incidents.repository import branch_ref, config_at, read_config
 from gitops_incidents.triggers import Evaluator, Window, timestamp
 from gitops_incidents.validation import Finding
 
@@ -78,6 +78,15 @@ class Report:
     def failed(self) -> bool:
         failed = any(o.status in ("failed", "unknown") for o in self.outcomes)
         return failed or bool(self.skipped or self.problems)
+
+    def merge(self, other: Report) -> None:
+        """What another run (an `ingest` within this one) found, added to this report."""
+        self.fired.extend(other.fired)
+        self.outcomes.extend(other.outcomes)
+        self.findings.extend(other.findings)
+        self.skipped.extend(other.skipped)
+        self.published += other.published
+        self.say(other.problems, other.notes)
 
     def say(self, problems: list[str], notes: Sequence[str] = ()) -> None:
         """Add what a round found, once however many rounds find it."""
@@ -133,6 +142,9 @@ class Engine:
             return
         from gitops_incidents.prefect import events as bridge
 
+        # Walked again from the cursor rather than taken from this run's evaluation: the
+        # events an earlier run could not publish (Prefect down) go out too. Every file
+        # version is in the parse cache by now: the evaluation has just read them.
         with History(self.root) as history:
             events = [e for step in history.walk(position, since=start) for e in step.events]
         try:
@@ -172,10 +184,7 @@ class Engine:
         own = f"{config_at(self.root, self.head()).namespace}.incident."
         taken = [e for e in events if not str(e["resource"]["prefect.resource.id"]).startswith(own)]
         if taken:
-            done = self.ingest(taken)
-            report.fired.extend(done.fired)
-            report.outcomes.extend(done.outcomes)
-            report.say(done.problems, done.notes)
+            report.merge(self.ingest(taken))
         now = time.time()
         newest = min(max((timestamp(e["occurred"]) for e in events), default=0.0), now)
 
@@ -252,11 +261,10 @@ class Engine:
     def _act(self, report: Report) -> None:
         """Phase 2: claim, run and record every open invocation."""
         _, state = self.ledger.read()
-        problem = config_problem_at(self.root, self.head())
+        config, problem = read_config(self.root, self.head())  # actions never edit it
         if problem:
             report.say([f"{problem}: no action runs until the configuration is valid"])
             return
-        config = config_at(self.root, self.head())  # actions never edit it: read once
         open_keys = sorted(
             (i.key for i in state.open_invocations()),
             key=lambda key: (state.firings[key.split("/")[1]].triggered, key),

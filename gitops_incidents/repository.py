@@ -13,23 +13,24 @@ from gitops_incidents.models import Config, Context
 from gitops_incidents.validation import parse_file
 
 
-def config_at(root: Path, rev: str) -> Config:
-    """The configuration committed at `rev`; the defaults if it has none or it is invalid
-    (`validate` reports that)."""
+def read_config(root: Path, rev: str) -> tuple[Config, str | None]:
+    """The configuration committed at `rev`, and why it cannot be read if it cannot:
+    then the defaults (`validate` reports it; the engine acts on nothing under it)."""
     data = gitcmd.read_blob(root, rev, tracker.CONFIG_FILE)
     if data is None:
-        return Config()
-    config, _ = parse_file(tracker.CONFIG_FILE, data, Config, Context())
-    return config or Config()
+        return Config(), None
+    config, findings = parse_file(tracker.CONFIG_FILE, data, Config, Context())
+    return (config, None) if config is not None else (Config(), f"{rev[:12]}: {findings[0]}")
+
+
+def config_at(root: Path, rev: str) -> Config:
+    """The configuration committed at `rev`; the defaults if it has none or it is invalid."""
+    return read_config(root, rev)[0]
 
 
 def config_problem_at(root: Path, rev: str) -> str | None:
     """Why the configuration committed at `rev` cannot be read, or None."""
-    data = gitcmd.read_blob(root, rev, tracker.CONFIG_FILE)
-    if data is None:
-        return None
-    config, findings = parse_file(tracker.CONFIG_FILE, data, Config, Context())
-    return None if config is not None else f"{rev[:12]}: {findings[0]}"
+    return read_config(root, rev)[1]
 
 
 def branch_ref(root: Path, config: Config) -> str:

@@ -44,7 +44,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         type=float,
         default=2.0,
         metavar="S",
-        help="with --from-prefect: seconds between reads while following (default: 2)",
+        help="with --from-prefect: seconds to wait after the live stream is lost, before "
+        "catching up and following again (default: 2)",
     )
     add_format(parser)
 
@@ -172,8 +173,7 @@ def _following(engine: Engine, form: str) -> Callable[[Report], int]:
             taken += engine.take_from_prefect(events, batch)
             if batch.fired or batch.outcomes or batch.problems:
                 show(batch, form)
-            report.outcomes.extend(batch.outcomes)
-            report.say(batch.problems)
+            report.merge(batch)
 
         bridge.follow(take)
         return taken
