@@ -327,7 +327,7 @@ class EventTrigger(Strict):
     expect: list[str] = Field(default_factory=list)
     for_each: list[str] = Field(default_factory=list)
     posture: Literal["Reactive", "Proactive"]
-    threshold: Annotated[int, Field(ge=1)] = 1
+    threshold: Annotated[int, Field(ge=0)] = 1  # 0 as in Prefect
     within: Duration = timedelta(0)
 
     @model_validator(mode="after")

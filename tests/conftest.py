@@ -130,3 +130,11 @@ def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> 
     repo.write("incidents/old.yaml", "name: Before the engine\nseverity: SEV-2\n")
     repo.commit("start", when=T0)
     return repo
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--streams",
+        default="2000",
+        help="how many random streams the differential test runs through both evaluators",
+    )
