@@ -124,7 +124,9 @@ class Engine:
                 "--replay applies to a repository's first run only"
             )
         for _ in range(MAX_ROUNDS):
-            position = self._evaluate(report, replay=replay, clock=as_of or time.time())
+            position = self._evaluate(
+                report, replay=replay, clock=as_of or time.time(), held_back=as_of is None
+            )
             replay = False
             self._act(report)
             self._emit(report)
@@ -206,13 +208,17 @@ class Engine:
             # As Prefect's event clock does: an event from the future counts as now (give
             # or take some skew), so that a wrong clock elsewhere cannot move windows,
             # deadlines and the duplicate horizon for good.
-            latest = max(time.time(), state.clock) + FUTURE_SKEW
+            now = time.time()
+            latest = max(now, state.clock) + FUTURE_SKEW
+            # Arrived now: proactive evaluation is held back by how late they are, and
+            # one that comes before the event it follows waits for it (Prefect's).
+            fired.extend(automations.stamp(evaluator.advance(now, held_back=True)))
             for event in events:
                 if event["id"] in state.ingested:
                     continue
                 at = min(timestamp(event["occurred"]), latest)
                 state.ingested[event["id"]] = at
-                fired.extend(automations.stamp(evaluator.feed(event, at=at)))
+                fired.extend(automations.stamp(evaluator.feed(event, at=at, received=now)))
             newest = max(state.ingested.values(), default=0.0)
             state.ingested = {
                 i: at for i, at in state.ingested.items() if at >= newest - DEDUPLICATE_FOR
@@ -224,13 +230,17 @@ class Engine:
         self._act(report)
         return report
 
-    def _evaluate(self, report: Report, *, replay: bool, clock: float | None) -> str:
+    def _evaluate(
+        self, report: Report, *, replay: bool, clock: float | None, held_back: bool = False
+    ) -> str:
         """Phase 1: evaluate the new commits and publish position, windows and firings."""
         while True:
             commit, state = self.ledger.read()
             head = self.head()
             before = state.position
-            walk = evaluate_history(self.root, state, head, replay=replay, clock=clock)
+            walk = evaluate_history(
+                self.root, state, head, replay=replay, clock=clock, held_back=held_back
+            )
             if not config_at(self.root, head).prefect.emit_events:
                 state.emitted = None
             elif state.emitted is None or not gitcmd.is_ancestor(self.root, state.emitted, head):

@@ -178,11 +178,16 @@ def evaluate_history(
     *,
     replay: bool = False,
     clock: float | None = None,
+    held_back: bool = False,
     writable: bool = True,
     keep_events: bool = False,
 ) -> Walk:
     """Evaluate the main line up to `head` from `state`, which is updated in place:
-    position, ordinals, automations, windows. Firings are returned, not recorded."""
+    position, ordinals, automations, windows. Firings are returned, not recorded.
+
+    History's clock is its events' time. Then the clock moves to `clock`; `held_back`:
+    it is the wall clock, and proactive evaluation runs behind it by the lag of the
+    events streamed in (Prefect's events clock), not at it (`--as-of` is exact)."""
     walk = Walk([], {}, [], [])
     with History(root, writable=writable) as history:
         first_run = state.position is None
@@ -213,7 +218,8 @@ def evaluate_history(
         walk.states = history.states()
         if clock is not None:
             state.clock = max(state.clock, clock)
-            walk.fired.extend(automations.stamp(evaluator.advance(state.clock)))
+            fired = evaluator.advance(state.clock, held_back=held_back)
+            walk.fired.extend(automations.stamp(fired))
     state.position = head
     state.ordinals = {incident_id: s.ordinal for incident_id, s in walk.states.items()}
     state.windows = evaluator.dump()
@@ -288,7 +294,9 @@ def _walk(
                 continue
             if keep_events:
                 walk.events.append(event)
-            walk.fired.extend(automations.stamp(evaluator.feed(event, causes)))
+            # Prefect's periodic work runs up to the event's time, then the event.
+            fired = evaluator.advance(timestamp(event["occurred"]))
+            walk.fired.extend(automations.stamp(fired + evaluator.feed(event, causes)))
         at = timestamp(step.occurred)
         state.clock = max(state.clock, at)
         for change in commit.changes:

@@ -172,9 +172,15 @@ CASES: list[tuple[Any, ...]] = [
     ),
     # -- proactive
     (
-        "Prefect: same event in after and expect, proactive, does not fire",
+        "the heartbeat pattern: each event in both after and expect restarts the window",
         {"after": ["x"], "expect": ["x"], "posture": "Proactive", "within": 30},
-        [ev("x", 0), ev("x", 10), 60.0],
+        [ev("x", 0), ev("x", 10), ev("x", 35), 100.0],
+        [65],
+    ),
+    (
+        "the heartbeat pattern: a terminal expect-only event that raced the last beat",
+        {"after": ["beat"], "expect": ["beat", "done"], "posture": "Proactive", "within": 30},
+        [ev("beat", 0), ev("done", 20), ev("beat", 15), 100.0],
         [],
     ),
     (
@@ -199,26 +205,46 @@ CASES: list[tuple[Any, ...]] = [
             ev("prefect.flow-run.Completed", 30, "prefect.flow-run.A"),
             100.0,
         ],
-        [100],  # at the clock that found the deadline passed, as in Prefect
+        [65],  # at B's deadline: Prefect's next run is due at the end of B's window
     ),
     (
-        "a proactive deadline is checked when the next event's time passes it",
+        "a proactive deadline fires at its time once the next event's time passes it",
         {"after": ["start"], "expect": ["done"], "posture": "Proactive", "within": 60},
         [ev("start", 0), ev("other", 500)],
-        [500],
+        [60],
     ),
     (
         "proactive without after or for_each: always armed, rolling windows",
         {"expect": ["heartbeat"], "posture": "Proactive", "within": 60},
-        [ev("heartbeat", 10), 60.0, 120.0, ev("heartbeat", 130), 180.0, 240.0],
-        [120, 240],
+        [60.0, 120.0, 180.0],
+        [60, 120, 180],
         0,  # enabled at T0, where the first window starts
+    ),
+    (
+        "always armed: after a window with enough events, the next opens at the next run",
+        {"expect": ["heartbeat"], "posture": "Proactive", "within": 60},
+        [ev("heartbeat", 10), 60.0, 120.0, 180.0, ev("heartbeat", 190), 360.0],
+        [180, 360],  # the run at 60 closes [0, 60); the one at 120 opens [120, 180)
+        0,
     ),
     (
         "proactive, threshold 2: one event in the window is not enough",
         {"expect": ["x"], "posture": "Proactive", "threshold": 2, "within": 60},
-        [ev("x", 10), ev("x", 20), 60.0, ev("x", 70), 120.0],
-        [120],
+        [ev("x", 10), ev("x", 20), 60.0, ev("x", 70), 140.0],
+        [130],  # x at 70 opened [70 - 15 min, 130) with a count of 1
+        0,
+    ),
+    (
+        "threshold 0, reactive: every covered event fires",
+        {"expect": ["x"], "posture": "Reactive", "threshold": 0},
+        [ev("x", 0), ev("y", 1), ev("x", 2)],
+        [0, 2],
+    ),
+    (
+        "threshold 0, proactive: never fires (fewer than no events cannot happen)",
+        {"expect": ["x"], "posture": "Proactive", "threshold": 0, "within": 10},
+        [ev("x", 5), 100.0],
+        [],
         0,
     ),
 ]
@@ -230,11 +256,15 @@ def test_event_trigger(case: Case) -> None:
     assert [at for at, state, _ in fired if state == "Triggered"] == case.expected
 
 
-def test_missed_windows_of_an_always_armed_trigger_fire_once() -> None:
-    """A clock that jumps over many windows (a runner that was down) fires once and
-    opens the next window at the clock, as Prefect's late periodic evaluation does."""
+def test_missed_windows_fire_at_their_own_times_whoever_runs_the_engine() -> None:
+    """A clock that jumps over many windows (a runner that was down) fires each as the
+    evaluator that never stopped would: the same firings, whenever `apply` runs."""
     trigger = {"expect": ["x"], "posture": "Proactive", "within": 60}
-    assert [at for at, _, _ in run(trigger, [600.0, 630.0, 660.0], enabled_at=0)] == [600, 660]
+    jumped = [at for at, _, _ in run(trigger, [600.0], enabled_at=0)]
+    assert jumped == [60, 120, 180, 240, 300, 360, 420, 480, 540, 600]
+    ticks = [*map(float, range(0, 600, 7)), 600.0]
+    ticking = [at for at, _, _ in run(trigger, ticks, enabled_at=0)]
+    assert ticking == jumped
 
 
 def test_for_each_splits_keys_and_labels_the_firing() -> None:
