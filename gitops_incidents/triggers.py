@@ -346,6 +346,7 @@ class Evaluator:
     _seen: dict[str, float] = field(default_factory=dict)  # streamed ids, when processed
     _waiting: dict[str, _Follower] = field(default_factory=dict)  # followers by their id
     _leaders: dict[str, list[str]] = field(default_factory=dict)  # leader id -> followers
+    _held_sweeps: list[tuple[float, int, _Leaf, Key]] = field(default_factory=list)
 
     # -- automations
 
@@ -501,9 +502,10 @@ class Evaluator:
             _, _, leaf, key, bucket = heapq.heappop(sweeps)
             if leaf.buckets.get(key) is bucket:
                 self._remove(leaf, key)
-        for leaf in self._leaves():
-            if leaf.held:
-                self._sweep_held(leaf, now)
+        held = self._held_sweeps
+        while held and held[0][0] <= now:
+            _, _, leaf, key = heapq.heappop(held)
+            self._sweep_held(leaf, key, now)
 
     def _leaves(self) -> Iterator[_Leaf]:
         for rule in self.rules.values():
@@ -776,6 +778,8 @@ class Evaluator:
         if any(event_id == event["id"] for _, event_id, _ in held):
             return False
         held.append((at, event["id"], now))
+        if len(held) == 1:
+            self._held_sweep(leaf, key, now + HELD_FOR)
         newest = max(occurred for occurred, _, _ in held)
         horizon = newest - max(HELD_FOR, leaf.within)
         held[:] = [item for item in held if item[0] >= horizon]
@@ -789,18 +793,27 @@ class Evaluator:
         held[:] = [item for item in held if not (slot <= item[0] < slot + width) or item in keep]
         return True
 
-    def _sweep_held(self, leaf: _Leaf, now: float) -> None:
-        """Prefect's `sweep_held_events`: what was held longer than HELD_FOR goes, unless
-        the key has a bucket that is still open."""
-        for key in list(leaf.held):
-            bucket = leaf.buckets.get(key)
-            if bucket is not None and bucket.end > now:
-                continue
-            kept = [item for item in leaf.held[key] if item[2] >= now - HELD_FOR]
-            if kept:
-                leaf.held[key] = kept
-            else:
-                del leaf.held[key]
+    def _sweep_held(self, leaf: _Leaf, key: Key, now: float) -> None:
+        """Prefect's `sweep_held_events` for one key: what was held longer than HELD_FOR
+        goes, unless the key has a bucket that is still open (then at its end)."""
+        if leaf.rule.automation not in self.rules or key not in leaf.held:
+            return
+        bucket = leaf.buckets.get(key)
+        if bucket is not None and bucket.end > now:
+            self._held_sweep(leaf, key, bucket.end)
+            return
+        kept = [item for item in leaf.held[key] if item[2] >= now - HELD_FOR]
+        if kept:
+            leaf.held[key] = kept
+            # Kept at exactly its age: it goes at the loop's next turn, as in Prefect.
+            due = min(item[2] for item in kept) + HELD_FOR
+            self._held_sweep(leaf, key, due if due > now else now + LOOP)
+        else:
+            del leaf.held[key]
+
+    def _held_sweep(self, leaf: _Leaf, key: Key, at: float) -> None:
+        self._sequence += 1
+        heapq.heappush(self._held_sweeps, (at, self._sequence, leaf, key))
 
     # -- persistence
 
@@ -866,6 +879,7 @@ class Evaluator:
             leaf = leaves.get((automation, path))
             if leaf is not None:
                 leaf.held[tuple(key)] = [(o, i, h) for o, i, h in held]
+                self._held_sweep(leaf, tuple(key), min(h for _, _, h in held) + HELD_FOR)
         for automation, path, next_run in data.get("runs", []):
             leaf = leaves.get((automation, path))
             if leaf is not None:

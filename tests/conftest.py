@@ -135,6 +135,6 @@ def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--streams",
-        default="2000",
+        default="250",
         help="how many random streams the differential test runs through both evaluators",
     )
