@@ -221,3 +221,48 @@ def test_random_streams_fire_as_prefect_does(stream_count: int) -> None:
             f"{json.dumps(scenario, indent=1)}\nprefect: {expected}\nours:    {got}"
         )
     assert firings > stream_count // 2  # the streams do make triggers fire
+
+
+# -- cases ported from Prefect's trigger tests -------------------------------------------
+
+
+def ported() -> list[tuple[str, Scenario, list[Fired]]]:
+    data = YAML(typ="safe").load(CASES.read_text(encoding="utf-8"))
+    resources = data["resources"]
+    found = []
+    for case in data["cases"]:
+        steps = []
+        for index, step in enumerate(case["steps"]):
+            if "event" not in step:
+                steps.append({"at": T0 + step["at"]})
+                continue
+            event = {
+                "id": step.get("id", f"e{index}"),
+                "occurred": iso(T0 + step.get("occurred", step["at"])),
+                "event": step["event"],
+                "resource": resources[step["resource"]],
+                "related": [resources[name] for name in step.get("related", [])],
+                "payload": {},
+                **({"follows": step["follows"]} if "follows" in step else {}),
+            }
+            steps.append({"at": T0 + step["at"], "event": event})
+        automations = [{"id": name, "trigger": t} for name, t in case["automations"].items()]
+        scenario = {"automations": automations, "enabled": T0 + case.get("enabled", -60), "steps": steps}
+        expected = sorted(
+            _row(step, name, T0 + at, (rest or [{}])[0], event, False)
+            for step, name, at, event, *rest in case["fired"]
+        )
+        found.append((case["prefect"], scenario, expected))
+    return found
+
+
+@cache
+def _prefect_on_ported() -> tuple[list[Fired], ...]:
+    return tuple(prefect([scenario for _, scenario, _ in ported()]))
+
+
+@pytest.mark.parametrize("index", range(len(ported())), ids=[name for name, _, _ in ported()])
+def test_ported_prefect_case(index: int) -> None:
+    _, scenario, expected = ported()[index]
+    assert ours(scenario) == expected
+    assert _prefect_on_ported()[index] == expected
