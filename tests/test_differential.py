@@ -248,8 +248,9 @@ def ported() -> list[tuple[str, Scenario, list[Fired]]]:
             steps.append({"at": T0 + step["at"], "event": event})
         automations = [{"id": name, "trigger": t} for name, t in case["automations"].items()]
         scenario = {"automations": automations, "enabled": T0 + case.get("enabled", -60), "steps": steps}
+        composite = {n for n, t in case["automations"].items() if t["type"] != "event"}
         expected = sorted(
-            _row(step, name, T0 + at, (rest or [{}])[0], event, False)
+            _row(step, name, T0 + at, (rest or [{}])[0], event, name in composite)
             for step, name, at, event, *rest in case["fired"]
         )
         found.append((case["prefect"], scenario, expected))
