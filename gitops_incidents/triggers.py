@@ -427,7 +427,9 @@ class Evaluator:
         self._seen[event["id"]] = now
         if depth >= MAX_FOLLOWER_DEPTH:
             return  # the rest wait until they are taken as lost, as in Prefect
-        waiting = [self._waiting[i] for i in self._leaders.pop(event["id"], ()) if i in self._waiting]
+        waiting = [
+            self._waiting[i] for i in self._leaders.pop(event["id"], ()) if i in self._waiting
+        ]
         for follower in sorted(waiting, key=lambda f: f.at):
             if self._waiting.pop(follower.event["id"], None) is not None:
                 self._tick_clock(follower.at, now)
@@ -789,7 +791,9 @@ class Evaluator:
             (item for item in held if slot <= item[0] < slot + width),
             key=lambda item: (item[0], item[1]),
         )
-        keep = {*in_slot[: leaf.threshold], *in_slot[-leaf.threshold :]} if leaf.threshold else set()
+        keep = (
+            {*in_slot[: leaf.threshold], *in_slot[-leaf.threshold :]} if leaf.threshold else set()
+        )
         held[:] = [item for item in held if not (slot <= item[0] < slot + width) or item in keep]
         return True
 
@@ -898,4 +902,3 @@ class Evaluator:
         for event, received, at, causes in stream.get("waiting", []):
             self._waiting[event["id"]] = _Follower(event, received, at, frozenset(causes))
             self._leaders.setdefault(event["follows"], []).append(event["id"])
-

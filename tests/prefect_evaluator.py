@@ -25,9 +25,9 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 LOOP = 5.0  # seconds between turns of Prefect's proactive loop
@@ -39,74 +39,73 @@ def _moment(seconds: float) -> datetime:
 
 
 async def _main(scenarios: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    import sqlalchemy as sa
-
     import prefect.types._datetime as prefect_time
     from prefect.server.database import orm_models, provide_database_interface
-    from prefect.server.events.models import automation_held_events
-    from prefect.server.events.models import composite_trigger_child_firing as child_firings
     from prefect.server.events import triggers
-    from prefect.server.events.ordering import PRECEDING_EVENT_LOOKBACK
-    from prefect.server.events.ordering.memory import CausalOrdering
-    from prefect.server.events.schemas.automations import (
-        Automation,
-        CompositeTrigger,
-        EventTrigger,
-        Firing,
-        Posture,
-    )
-    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.server.events.models import composite_trigger_child_firing as child_firings
 
     db = provide_database_interface()
     # The evaluator's tables straight from the models: Alembic's migrations of the
     # whole schema take seconds.
-    tables = [
-        model.__table__
-        for model in (
-            db.Automation,
-            db.AutomationBucket,
-            db.AutomationHeldEvent,
-            db.CompositeTriggerChildFiring,
-            db.AutomationEventFollower,
-        )
-    ]
     engine = await db.engine()
     async with engine.begin() as connection:
+        tables = [model.__table__ for model in _tables(db)]
         await connection.run_sync(lambda sync: orm_models.Base.metadata.create_all(sync, tables))
-    clock = [0.0]
-    def simulated(tz: object = "UTC") -> datetime:
-        return _moment(clock[0])
+    run = _Run(db)
+    # Prefect's clock is the scenario's, wherever Prefect reads it.
+    modules: list[Any] = [prefect_time, orm_models, child_firings]
+    for module in modules:
+        module.now = run.now
+    patched: Any = triggers
+    patched.act = run.act
+    return [await run.scenario(scenario) for scenario in scenarios]
 
-    prefect_time.now = simulated  # type: ignore[assignment]
-    orm_models.now = simulated  # type: ignore[attr-defined]
-    child_firings.now = simulated  # type: ignore[attr-defined]
-    fired: list[tuple[Firing, float]] = []
 
-    async def act(firing: Firing) -> None:
-        fired.append((firing, clock[0]))
+def _tables(db: Any) -> list[Any]:
+    return [
+        db.AutomationBucket,
+        db.AutomationHeldEvent,
+        db.CompositeTriggerChildFiring,
+        db.AutomationEventFollower,
+        db.Automation,
+    ]
 
-    triggers.act = act  # type: ignore[assignment]
-    lookback = PRECEDING_EVENT_LOOKBACK.total_seconds()
 
-    def root(trigger: Any) -> str:
-        return str(trigger.automation.name)
+class _Run:
+    """One scenario at a time through Prefect's evaluator, on the simulated clock."""
 
-    results = []
-    for scenario in scenarios:
+    def __init__(self, db: Any) -> None:
+        from prefect.server.events.ordering import PRECEDING_EVENT_LOOKBACK
+
+        self.db = db
+        self.clock = 0.0
+        self.fired: list[tuple[Any, float]] = []
+        self.lookback = PRECEDING_EVENT_LOOKBACK.total_seconds()
+        self.next_run: dict[Any, float] = {}
+        self.waiting: list[float] = []  # when a follower would be taken as lost
+        self.proactive: list[Any] = []
+        self.holding = False
+
+    def now(self, tz: object = "UTC") -> datetime:
+        return _moment(self.clock)
+
+    async def act(self, firing: Any) -> None:
+        self.fired.append((firing, self.clock))
+
+    async def scenario(self, scenario: dict[str, Any]) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+        from prefect.server.events import triggers
+        from prefect.server.events.models import automation_held_events
+        from prefect.server.events.ordering.memory import CausalOrdering
+        from prefect.server.events.schemas.automations import Automation, EventTrigger, Posture
+
         await triggers.reset()
         CausalOrdering.clear_all_scopes()
-        async with db.session_context(begin_transaction=True) as session:
-            for table in (
-                db.AutomationBucket,
-                db.AutomationHeldEvent,
-                db.CompositeTriggerChildFiring,
-                db.AutomationEventFollower,
-                db.Automation,
-            ):
+        async with self.db.session_context(begin_transaction=True) as session:
+            for table in _tables(self.db):
                 await session.execute(sa.delete(table))
-        automations = []
-        for number, item in enumerate(scenario["automations"], 1):
-            automation = Automation.model_validate(
+        automations = [
+            Automation.model_validate(
                 {
                     "id": uuid.uuid5(NAMESPACE, item["id"]),
                     "name": item["id"],
@@ -114,91 +113,109 @@ async def _main(scenarios: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
                     "actions": [{"type": "do-nothing"}],
                 }
             )
-            automations.append(automation)
-        clock[0] = scenario["enabled"]
-        async with db.session_context(begin_transaction=True) as session:
+            for number, item in enumerate(scenario["automations"], 1)
+        ]
+        self.clock = scenario["enabled"]
+        async with self.db.session_context(begin_transaction=True) as session:
             for automation in automations:
-                session.add(db.Automation(**automation.model_dump()))
+                session.add(self.db.Automation(**automation.model_dump()))
         for automation in automations:
             triggers.load_automation(automation)
-        proactive = [
+        self.proactive = [
             t
             for a in automations
             for t in a.triggers_of_type(EventTrigger)
             if t.posture == Posture.Proactive
         ]
-        next_run = {t.id: scenario["enabled"] for t in proactive}
-        holding = any(automation_held_events.holds_expect_events(t) for t in proactive)
-        waiting: list[float] = []  # when a held follower is taken as lost
-        fired.clear()
+        self.next_run = {t.id: scenario["enabled"] for t in self.proactive}
+        self.holding = any(automation_held_events.holds_expect_events(t) for t in self.proactive)
+        self.waiting = []
+        self.fired.clear()
         out: list[dict[str, Any]] = []
         names: dict[uuid.UUID, str] = {}
-
-        async def until(t: float) -> None:
-            """Everything Prefect's periodic work does up to t, in time order."""
-            while True:
-                due = [(r, str(tid)) for tid, r in next_run.items() if r <= t]
-                lost = [w for w in waiting if w <= t]
-                moment = min([r for r, _ in due] + lost, default=None)
-                if moment is None:
-                    break
-                clock[0] = moment
-                await periodic(moment)
-                for trigger in proactive:
-                    if next_run[trigger.id] <= moment:
-                        after = await triggers.proactive_evaluation(trigger, _moment(moment))
-                        # A run due now runs at the loop's next turn (every 5 s).
-                        at = after.timestamp()
-                        next_run[trigger.id] = at if at > moment else moment + LOOP
-                waiting[:] = [w for w in waiting if w > moment]
-            clock[0] = t
-            await periodic(t)
-
-        async def periodic(moment: float) -> None:
-            offset = await triggers.get_events_clock_offset()
-            for event in await triggers.get_lost_followers():
-                await triggers.reactive_evaluation(event)
-            async with db.session_context(begin_transaction=True) as session:
-                if holding:  # a no-op without triggers that hold events: skipped for speed
-                    await automation_held_events.sweep_held_events(session, _moment(moment))
-                await triggers.sweep_closed_buckets(
-                    session, _moment(moment + offset) - timedelta(seconds=60)
-                )
-
         for index, step in enumerate(scenario["steps"]):
-            await until(step["at"])
+            await self.until(step["at"])
             if "event" in step:
-                raw = step["event"]
-                event = ReceivedEvent.model_validate(
-                    {**raw, "id": _uuid(raw["id"]), "received": _moment(step["at"]),
-                     **({"follows": _uuid(raw["follows"])} if raw.get("follows") else {})}
-                )
-                names[event.id] = raw["id"]
-                if raw.get("follows"):
-                    waiting.append(step["at"] + lookback)
-                try:
-                    await triggers.reactive_evaluation(event)
-                except Exception as error:  # EventArrivedEarly: held
-                    if type(error).__name__ != "EventArrivedEarly":
-                        raise
-            for firing, at in fired:
-                trigger = firing.trigger
-                if not isinstance(trigger.parent, Automation):
-                    continue  # a child of a composite: its parent's firing is reported
-                event = firing.triggering_event
-                out.append(
-                    {
-                        "step": index,
-                        "automation": root(trigger),
-                        "time": at,
-                        "labels": dict(firing.triggering_labels),
-                        "event": names.get(event.id) if event else None,
-                        "composite": isinstance(trigger, CompositeTrigger),
-                    }
-                )
-            fired.clear()
-        results.append(out)
-    return results
+                await self.arrive(step["event"], step["at"], names)
+            out.extend(self.report(index, names))
+        return out
+
+    async def arrive(self, raw: dict[str, Any], at: float, names: dict[uuid.UUID, str]) -> None:
+        from prefect.server.events import triggers
+        from prefect.server.events.schemas.events import ReceivedEvent
+
+        follows = {"follows": _uuid(raw["follows"])} if raw.get("follows") else {}
+        event = ReceivedEvent.model_validate(
+            {**raw, "id": _uuid(raw["id"]), "received": _moment(at), **follows}
+        )
+        names[event.id] = raw["id"]
+        if follows:
+            self.waiting.append(at + self.lookback)
+        try:
+            await triggers.reactive_evaluation(event)
+        except Exception as error:  # EventArrivedEarly: held for its leader
+            if type(error).__name__ != "EventArrivedEarly":
+                raise
+
+    def report(self, index: int, names: dict[uuid.UUID, str]) -> list[dict[str, Any]]:
+        from prefect.server.events.schemas.automations import Automation, CompositeTrigger
+
+        rows = []
+        for firing, at in self.fired:
+            trigger = firing.trigger
+            if not isinstance(trigger.parent, Automation):
+                continue  # a child of a composite: its parent's firing is reported
+            event = firing.triggering_event
+            rows.append(
+                {
+                    "step": index,
+                    "automation": str(trigger.automation.name),
+                    "time": at,
+                    "labels": dict(firing.triggering_labels),
+                    "event": names.get(event.id) if event else None,
+                    "composite": isinstance(trigger, CompositeTrigger),
+                }
+            )
+        self.fired.clear()
+        return rows
+
+    async def until(self, t: float) -> None:
+        """Everything Prefect's periodic work does up to t, in time order."""
+        from prefect.server.events import triggers
+
+        while True:
+            due = [r for r in self.next_run.values() if r <= t]
+            moment = min(due + [w for w in self.waiting if w <= t], default=None)
+            if moment is None:
+                break
+            self.clock = moment
+            await self.periodic(moment)
+            for trigger in self.proactive:
+                if self.next_run[trigger.id] <= moment:
+                    run: Any = triggers.proactive_evaluation
+                    after = await run(trigger, _moment(moment))
+                    # A run due already waits for the loop's next turn (every 5 s).
+                    at = after.timestamp()
+                    self.next_run[trigger.id] = at if at > moment else moment + LOOP
+            self.waiting = [w for w in self.waiting if w > moment]
+        self.clock = t
+        await self.periodic(t)
+
+    async def periodic(self, moment: float) -> None:
+        """Prefect's `periodic_evaluation`, but for reloading automations."""
+        from prefect.server.events import triggers
+        from prefect.server.events.models import automation_held_events
+
+        offset = await triggers.get_events_clock_offset()
+        for event in await triggers.get_lost_followers():
+            await triggers.reactive_evaluation(event)
+        async with self.db.session_context(begin_transaction=True) as session:
+            # Prefect's decorated functions, which the type checker cannot see through.
+            held: Any = automation_held_events.sweep_held_events
+            closed: Any = triggers.sweep_closed_buckets
+            if self.holding:  # a no-op without triggers that hold events: skipped for speed
+                await held(session, _moment(moment))
+            await closed(session, _moment(moment + offset) - timedelta(seconds=60))
 
 
 def _with_ids(trigger: dict[str, Any], automation: int, counter: Iterator[int]) -> dict[str, Any]:

@@ -85,12 +85,21 @@ def ours(scenario: Scenario) -> list[Fired]:
         for f in fired:
             if f.state == "Triggered":
                 event = f.event["id"] if f.event else None
-                rows.append(_row(index, f.automation, f.triggered, f.labels, event, f.automation in composite))
+                rows.append(
+                    _row(
+                        index, f.automation, f.triggered, f.labels, event, f.automation in composite
+                    )
+                )
     return sorted(rows)
 
 
 def _row(
-    step: int, automation: str, at: float, labels: dict[str, str], event: str | None, composite: bool
+    step: int,
+    automation: str,
+    at: float,
+    labels: dict[str, str],
+    event: str | None,
+    composite: bool,
 ) -> Fired:
     # A composite firing carries the labels of the child that completed it; Prefect's
     # carries none (a departure): labels are compared for event triggers.
@@ -155,7 +164,7 @@ def trigger(rng: random.Random) -> dict[str, Any]:
 
 def stream(rng: random.Random, seed: int) -> Scenario:
     count = rng.randint(4, 16)
-    at, steps, last_of = T0, [], {}
+    at, steps, last_of = T0, [], dict[str, str]()
     for index in range(count):
         at += rng.choice([0, 1, 2, 5, 10, 15, 30, 45, 70])
         resource = rng.choice(RESOURCES)
@@ -168,7 +177,12 @@ def stream(rng: random.Random, seed: int) -> Scenario:
             "event": rng.choice(NAMES),
             "resource": {"prefect.resource.id": resource},
             "related": (
-                [{"prefect.resource.id": rng.choice(["p.1", "p.2"]), "prefect.resource.role": "pool"}]
+                [
+                    {
+                        "prefect.resource.id": rng.choice(["p.1", "p.2"]),
+                        "prefect.resource.role": "pool",
+                    }
+                ]
                 if rng.random() < 0.6
                 else []
             ),
@@ -247,7 +261,11 @@ def ported() -> list[tuple[str, Scenario, list[Fired]]]:
             }
             steps.append({"at": T0 + step["at"], "event": event})
         automations = [{"id": name, "trigger": t} for name, t in case["automations"].items()]
-        scenario = {"automations": automations, "enabled": T0 + case.get("enabled", -60), "steps": steps}
+        scenario = {
+            "automations": automations,
+            "enabled": T0 + case.get("enabled", -60),
+            "steps": steps,
+        }
         composite = {n for n, t in case["automations"].items() if t["type"] != "event"}
         expected = sorted(
             _row(step, name, T0 + at, (rest or [{}])[0], event, name in composite)
@@ -267,3 +285,57 @@ def test_ported_prefect_case(index: int) -> None:
     _, scenario, expected = ported()[index]
     assert ours(scenario) == expected
     assert _prefect_on_ported()[index] == expected
+
+
+# -- the departures SPEC makes on purpose (README: "Agreeing with Prefect") ---------------
+
+
+def _one(trigger: dict[str, Any], steps: list[tuple[float, str | None]]) -> Scenario:
+    return {
+        "automations": [{"id": "a", "trigger": {"type": "event", **trigger}}],
+        "enabled": T0,
+        "steps": [
+            {"at": T0 + at}
+            if name is None
+            else {
+                "at": T0 + at,
+                "event": {
+                    "id": f"d{index}",
+                    "occurred": iso(T0 + at),
+                    "event": name,
+                    "resource": {"prefect.resource.id": "r.1"},
+                    "related": [],
+                    "payload": {},
+                },
+            }
+            for index, (at, name) in enumerate(steps)
+        ],
+    }
+
+
+DEPARTURES = {
+    # SPEC 5.2: a proactive trigger with `after` is armed by its `after` events only;
+    # Prefect arms one without for_each at every proactive run, after or not.
+    "proactive with after and no for_each": _one(
+        {"posture": "Proactive", "after": ["start"], "expect": ["done"], "within": 30},
+        [(100, None)],
+    ),
+    # SPEC 5.2: reactive with `after` and `within: 0` means "any time after"; Prefect
+    # sweeps the armed key a minute after its `after` event.
+    "reactive with after and within 0": _one(
+        {"posture": "Reactive", "after": ["start"], "expect": ["done"]},
+        [(0, "start"), (200, "done")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEPARTURES))
+def test_a_deliberate_departure_is_where_the_docs_say(name: str) -> None:
+    scenario = DEPARTURES[name]
+    (theirs,) = prefect([scenario])
+    fired = ours(scenario)
+    assert theirs != fired
+    if name.startswith("proactive"):
+        assert fired == [] and len(theirs) >= 2  # Prefect: windows with no `after` event fire
+    else:
+        assert theirs == [] and [row[0] for row in fired] == [1]

@@ -262,7 +262,7 @@ def test_missed_windows_fire_at_their_own_times_whoever_runs_the_engine() -> Non
     trigger = {"expect": ["x"], "posture": "Proactive", "within": 60}
     jumped = [at for at, _, _ in run(trigger, [600.0], enabled_at=0)]
     assert jumped == [60, 120, 180, 240, 300, 360, 420, 480, 540, 600]
-    ticks = [*map(float, range(0, 600, 7)), 600.0]
+    ticks: list[dict[str, Any] | float] = [*map(float, range(0, 600, 7)), 600.0]
     ticking = [at for at, _, _ in run(trigger, ticks, enabled_at=0)]
     assert ticking == jumped
 

@@ -29,7 +29,10 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "--as-of",
         metavar="TIME",
         type=parse_time,
-        help="the clock for proactive deadlines (ISO 8601; default: now)",
+        help=(
+            "the clock for proactive deadlines, exactly (ISO 8601; default: now, held "
+            "back by how late the events streamed in arrived)"
+        ),
     )
     parser.add_argument(
         "--replay",
