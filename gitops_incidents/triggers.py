@@ -461,7 +461,7 @@ class Evaluator:
             moment = self._next_moment(now)
             if moment is None:
                 break
-            self._periodic(moment, held_back, out)
+            self._take_lost(moment, out)
             while self._runs and self._runs[0][0] <= moment:
                 _, _, _, leaf = heapq.heappop(self._runs)
                 if leaf.next_run != moment:
@@ -470,7 +470,9 @@ class Evaluator:
                 after = self._proactive(leaf, as_of, moment, out)
                 # A run due already waits for the loop's next turn, as in Prefect.
                 self._schedule(leaf, after if after > moment else moment + LOOP)
-        self._periodic(now, held_back, out)
+            self._sweep(moment, held_back)
+        self._take_lost(now, out)
+        self._sweep(now, held_back)
         return out
 
     def _next_moment(self, now: float) -> float | None:
@@ -482,10 +484,9 @@ class Evaluator:
         first = min(moments, default=None)
         return first if first is not None and first <= now else None
 
-    def _periodic(self, now: float, held_back: bool, out: list[Firing]) -> None:
-        """Prefect's periodic evaluation at `now`: followers whose leader has not come
-        in LOOKBACK, in the order they occurred; held events and closed buckets swept."""
-        as_of = now - (self.lag() if held_back else 0.0)
+    def _take_lost(self, now: float, out: list[Firing]) -> None:
+        """Followers whose leader has not come in LOOKBACK, in the order they occurred
+        (Prefect's periodic evaluation)."""
         lost = [f for f in self._waiting.values() if f.received + LOOKBACK <= now]
         for follower in sorted(lost, key=lambda f: f.at):
             if self._waiting.pop(follower.event["id"], None) is not None:
@@ -496,6 +497,12 @@ class Evaluator:
                     self._leaders.pop(follower.event["follows"], None)
                 self._tick_clock(follower.at, now)
                 self._streamed(follower.event, follower.causes, follower.at, now, 0, out)
+
+    def _sweep(self, now: float, held_back: bool) -> None:
+        """The sweeps of Prefect's periodic evaluation, after the proactive runs of the
+        same moment (a window is evaluated before it is swept): closed buckets, held
+        events, and the ids remembered for causal order."""
+        as_of = now - (self.lag() if held_back else 0.0)
         horizon = now - SEEN_FOR
         if self._seen and next(iter(self._seen.values())) < horizon:
             self._seen = {i: t for i, t in self._seen.items() if t >= horizon}

@@ -189,7 +189,7 @@ class _Run:
             if moment is None:
                 break
             self.clock = moment
-            await self.periodic(moment)
+            await self.lost()
             for trigger in self.proactive:
                 if self.next_run[trigger.id] <= moment:
                     run: Any = triggers.proactive_evaluation
@@ -198,17 +198,25 @@ class _Run:
                     at = after.timestamp()
                     self.next_run[trigger.id] = at if at > moment else moment + LOOP
             self.waiting = [w for w in self.waiting if w > moment]
+            await self.sweep(moment)
         self.clock = t
-        await self.periodic(t)
+        await self.lost()
+        await self.sweep(t)
 
-    async def periodic(self, moment: float) -> None:
-        """Prefect's `periodic_evaluation`, but for reloading automations."""
+    async def lost(self) -> None:
+        """The followers Prefect's `periodic_evaluation` takes as lost, now."""
+        from prefect.server.events import triggers
+
+        for event in await triggers.get_lost_followers():
+            await triggers.reactive_evaluation(event)
+
+    async def sweep(self, moment: float) -> None:
+        """The sweeps of Prefect's `periodic_evaluation`: after the proactive runs of the
+        same moment, so that a window is evaluated before it is swept."""
         from prefect.server.events import triggers
         from prefect.server.events.models import automation_held_events
 
         offset = await triggers.get_events_clock_offset()
-        for event in await triggers.get_lost_followers():
-            await triggers.reactive_evaluation(event)
         async with self.db.session_context(begin_transaction=True) as session:
             # Prefect's decorated functions, which the type checker cannot see through.
             held: Any = automation_held_events.sweep_held_events

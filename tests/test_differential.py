@@ -246,7 +246,8 @@ def ported() -> list[tuple[str, Scenario, list[Fired]]]:
     found = []
     for case in data["cases"]:
         steps = []
-        for index, step in enumerate(case["steps"]):
+        listed = [e for s in case["steps"] for e in data["streams"].get(s.get("stream"), [s])]
+        for index, step in enumerate(listed):
             if "event" not in step:
                 steps.append({"at": T0 + step["at"]})
                 continue
