@@ -396,9 +396,10 @@ class Evaluator:
         `causes`: the automations whose actions produced the event; none of them
         acts on it, so that no automation re-triggers itself without bound. `at`:
         the event's time for the windows, if not its `occurred` (a bounded one).
-        `received`: when a streamed event arrived; it moves the events clock, and
-        the event waits for the one it `follows`. Events of history have none: they
-        come in order, at their own time.
+        `received`: when a streamed event arrived here; it moves the events clock,
+        and the event waits for the one it `follows` unless its server received it
+        LOOKBACK before (its own `received`, as Prefect's events carry). Events of
+        history have none: they come in order, at their own time.
         """
         at = timestamp(event["occurred"]) if at is None else at
         out: list[Firing] = []
@@ -407,8 +408,15 @@ class Evaluator:
             return out
         self._tick_clock(at, received)
         leader = event.get("follows")
-        if leader and leader != event["id"] and leader not in self._seen:
-            self._waiting[event["id"]] = _Follower(event, received, at, causes)
+        stamped = event.get("received")
+        since = min(timestamp(stamped), received) if isinstance(stamped, str) else received
+        if (
+            leader
+            and leader != event["id"]
+            and leader not in self._seen
+            and received - since < LOOKBACK
+        ):
+            self._waiting[event["id"]] = _Follower(event, since, at, causes)
             self._leaders.setdefault(leader, []).append(event["id"])
             return out
         self._streamed(event, causes, at, received, 0, out)

@@ -146,11 +146,12 @@ class _Run:
 
         follows = {"follows": _uuid(raw["follows"])} if raw.get("follows") else {}
         event = ReceivedEvent.model_validate(
-            {**raw, "id": _uuid(raw["id"]), "received": _moment(at), **follows}
+            {"received": _moment(at), **raw, "id": _uuid(raw["id"]), **follows}
         )
         names[event.id] = raw["id"]
-        if follows:
-            self.waiting.append(at + self.lookback)
+        if follows:  # when it would be taken as lost, if it is held
+            stamp = datetime.fromisoformat(raw.get("received", _moment(at).isoformat()))
+            self.waiting.append(max(stamp.timestamp() + self.lookback, at))
         try:
             await triggers.reactive_evaluation(event)
         except Exception as error:  # EventArrivedEarly: held for its leader

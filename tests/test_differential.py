@@ -259,6 +259,7 @@ def ported() -> list[tuple[str, Scenario, list[Fired]]]:
                 "related": [resources[name] for name in step.get("related", [])],
                 "payload": {},
                 **({"follows": step["follows"]} if "follows" in step else {}),
+                **({"received": iso(T0 + step["received"])} if "received" in step else {}),
             }
             steps.append({"at": T0 + step["at"], "event": event})
         automations = [{"id": name, "trigger": t} for name, t in case["automations"].items()]

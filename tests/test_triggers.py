@@ -572,3 +572,29 @@ def test_a_changed_trigger_starts_over_an_unchanged_one_keeps_its_windows() -> N
     evaluator.load("a", automation({**counting, "threshold": 3}), T0 + 101)
     assert [w.count for w in evaluator.windows()] == []
     assert evaluator.feed(ev("x", 102)) == []
+
+
+# Prefect: test_basics.py::test_matches and ::test_does_not_match, a value against one
+# label's expected value (None: the label is missing).
+PREFECT_MATCHES = [
+    ("*", "any.old.thing", True),
+    ("*.csv", "file.csv", True),
+    ("!*.csv", "file.parquet", True),
+    ("s3://*.csv", "s3://bucket/object.csv", True),
+    ("s3://*", "s3://bucket/file.csv", True),
+    ("!s3://*", "http://example.com", True),
+    ("exactamundo", "exactamundo", True),
+    ("*", None, False),
+    ("*.csv", "file.parquet", False),
+    ("!*.csv", "file.csv", False),
+    ("s3://*.csv", "https://host/file.csv", False),
+    ("s3://*", "https://host/file.csv", False),
+    ("!s3://*", "s3://bucket/file.csv", False),
+    ("exactamundo", "positively not", False),
+]
+
+
+@pytest.mark.parametrize(("expected", "value", "matched"), PREFECT_MATCHES)
+def test_prefect_matches(expected: str, value: str | None, matched: bool) -> None:
+    resource = {} if value is None else {"label": value}
+    assert Spec({"label": expected}).matches(resource) is matched
