@@ -165,12 +165,13 @@ def trigger(rng: random.Random) -> dict[str, Any]:
 def stream(rng: random.Random, seed: int) -> Scenario:
     count = rng.randint(4, 16)
     at, steps, last_of = T0, [], dict[str, str]()
+    # Half the streams arrive in order; in the others, events come late (out of
+    # order, or a lagging stream), now and then from before Prefect's look-back.
+    weights = [80, 8, 7, 4, 1] if rng.random() < 0.5 else [1, 0, 0, 0, 0]
     for index in range(count):
         at += rng.choice([0, 1, 2, 5, 10, 15, 30, 45, 70])
         resource = rng.choice(RESOURCES)
-        # Mostly in order; some late (out of order, or a lagging stream), rarely from
-        # before Prefect's look-back.
-        late = rng.choices([0, 3, 20, 90, 1000], weights=[80, 8, 7, 4, 1])[0]
+        late = rng.choices([0, 3, 20, 90, 1000], weights=weights)[0]
         event: dict[str, Any] = {
             "id": f"s{seed}-e{index}",
             "occurred": iso(max(at - late, T0 - 60)),  # never before it was enabled
