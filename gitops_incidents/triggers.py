@@ -2,10 +2,13 @@
 a clock in, firings out. No I/O; the engine keeps `dump()` between runs.
 
 Windows are Prefect's "buckets": one open bucket per trigger and key, with a
-start, an end and a count. `_evaluate` follows
-`prefect.server.events.triggers.evaluate` case for case. Where Prefect's
-server polls (proactive deadlines, the sweep of expired buckets), this
-evaluator keeps a heap of due times and acts on each when the clock passes it.
+start, an end and a count. `_react_leaf`, `_evaluate` and `_proactive` follow
+`prefect.server.events.triggers` (3.9: `reactive_evaluation`, `evaluate`,
+`proactive_evaluation`) case for case. Where Prefect's server polls (proactive
+runs, lost followers, sweeps), this evaluator keeps heaps of due times and, as the
+clock passes each, does what the server would have done then: the server in the
+limit of a loop that never sleeps. `tests/test_differential.py` holds the two
+side by side.
 """
 
 from __future__ import annotations
@@ -380,6 +383,8 @@ class Evaluator:
         heapq.heapify(self._sweeps)
         self._runs = [entry for entry in self._runs if entry[3] not in leaves]
         heapq.heapify(self._runs)
+        self._held_sweeps = [entry for entry in self._held_sweeps if entry[2] not in leaves]
+        heapq.heapify(self._held_sweeps)
 
     # -- events and the clock
 
@@ -487,8 +492,9 @@ class Evaluator:
         runs = self._runs
         while runs and runs[0][3].next_run != runs[0][0]:
             heapq.heappop(runs)
-        lost = min((f.received for f in self._waiting.values()), default=None)
-        moments = [m for m in (runs[0][0] if runs else None, lost and lost + LOOKBACK) if m]
+        moments = [f.received + LOOKBACK for f in self._waiting.values()]
+        if runs:
+            moments.append(runs[0][0])
         first = min(moments, default=None)
         return first if first is not None and first <= now else None
 
@@ -815,7 +821,7 @@ class Evaluator:
     def _sweep_held(self, leaf: _Leaf, key: Key, now: float) -> None:
         """Prefect's `sweep_held_events` for one key: what was held longer than HELD_FOR
         goes, unless the key has a bucket that is still open (then at its end)."""
-        if leaf.rule.automation not in self.rules or key not in leaf.held:
+        if key not in leaf.held:
             return
         bucket = leaf.buckets.get(key)
         if bucket is not None and bucket.end > now:

@@ -256,6 +256,90 @@ def test_event_trigger(case: Case) -> None:
     assert [at for at, state, _ in fired if state == "Triggered"] == case.expected
 
 
+def streamed(
+    trigger: dict[str, Any], arrivals: list[tuple[float, dict[str, Any] | None]]
+) -> list[float]:
+    """Triggered firing times of events that arrive (`ingest`, Prefect's stream) at the
+    given times, seconds after T0; None: the clock alone reaches that time."""
+    evaluator = Evaluator()
+    evaluator.load("a", automation(trigger), T0 - 3600)
+    firings: list[Firing] = []
+    for at, event in arrivals:
+        firings.extend(evaluator.advance(tick(at), held_back=True))
+        if event is not None:
+            firings.extend(evaluator.feed(event, received=tick(at)))
+    return [f.triggered - T0 for f in firings if f.state == "Triggered"]
+
+
+def follower(name: str, at: float, follows: str | None, id: str) -> dict[str, Any]:
+    return {**ev(name, at), "id": id, **({"follows": follows} if follows else {})}
+
+
+RUNNING_THEN_COMPLETED = {
+    "after": ["prefect.flow-run.Running"],
+    "expect": ["prefect.flow-run.Completed"],
+    "for_each": ["prefect.resource.id"],
+    "posture": "Reactive",
+    "within": 60,
+}
+SLA = {**RUNNING_THEN_COMPLETED, "posture": "Proactive"}
+
+STREAMED: list[
+    tuple[str, dict[str, Any], list[tuple[float, dict[str, Any] | None]], list[float]]
+] = [
+    (
+        "a follower that arrives before its leader waits for it, then counts",
+        RUNNING_THEN_COMPLETED,
+        [
+            (0, follower("prefect.flow-run.Pending", 0, None, "p")),
+            (10, follower("prefect.flow-run.Completed", 30, "r", "c")),
+            (20, follower("prefect.flow-run.Running", 5, "p", "r")),
+        ],
+        [20],  # when the Running arrived and the Completed was taken after it
+    ),
+    (
+        "a follower whose leader never comes is taken 15 minutes after it arrived",
+        {**RUNNING_THEN_COMPLETED, "within": 3600},  # its window still open by then
+        [
+            (0, follower("prefect.flow-run.Running", 0, None, "r")),
+            (10, follower("prefect.flow-run.Completed", 10, "lost", "c")),
+            (500, None),
+            (1000, None),
+        ],
+        [910],
+    ),
+    (
+        "a lagging stream holds proactive evaluation back: no false alert",
+        SLA,
+        [
+            (100, follower("prefect.flow-run.Running", 0, None, "r")),  # 100 s late
+            (130, None),  # 70 s after the Running by the wall clock, 30 s by the stream's
+            (140, follower("prefect.flow-run.Completed", 40, None, "c")),
+            (400, None),
+        ],
+        [],
+    ),
+    (
+        "a lagging stream still alerts, a window after its newest event's time",
+        SLA,
+        [(100, follower("prefect.flow-run.Running", 0, None, "r")), (400, None)],
+        [160],  # the wall clock at which the lagging clock reached 60
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "arrivals", "expected"),
+    [pytest.param(t, a, e, id=name) for name, t, a, e in STREAMED],
+)
+def test_streamed_events(
+    trigger: dict[str, Any],
+    arrivals: list[tuple[float, dict[str, Any] | None]],
+    expected: list[float],
+) -> None:
+    assert streamed(trigger, arrivals) == expected
+
+
 def test_missed_windows_fire_at_their_own_times_whoever_runs_the_engine() -> None:
     """A clock that jumps over many windows (a runner that was down) fires each as the
     evaluator that never stopped would: the same firings, whenever `apply` runs."""
