@@ -580,6 +580,47 @@ def test_ingest_external_events_declares_once_and_ignores_duplicates(
     assert "prefect.deployment.etl" in text and "prefect.flow-run.r2" in text
 
 
+def test_ingest_holds_a_follower_across_runs_until_its_leader_arrives(
+    tracker: Repo, tmp_path: Path
+) -> None:
+    """A Completed read before the Running it follows (Prefect's stream gives no order)
+    waits in the engine's state for it, from one `ingest` to the next, then counts."""
+    tracker.write(
+        "automations/done.yaml",
+        "name: Finished after starting\n"
+        "trigger:\n"
+        "  match: {prefect.resource.id: prefect.flow-run.*}\n"
+        "  after: [prefect.flow-run.Running]\n"
+        "  expect: [prefect.flow-run.Completed]\n"
+        "  for_each: [prefect.resource.id]\n"
+        "  posture: Reactive\n  within: PT1H\n"
+        "actions:\n"
+        "  - type: declare-incident\n    name: Finished\n    severity: SEV-4\n",
+    )
+    tracker.commit("done", when=T0 + 1)
+    assert apply(tracker) == 0
+
+    def ingest(name: str, minute: int, follows: str | None) -> None:
+        event = {
+            "id": name,
+            "occurred": f"2027-01-15T09:0{minute}:00Z",
+            "event": f"prefect.flow-run.{name}",
+            "resource": {"prefect.resource.id": "prefect.flow-run.r1"},
+            **({"follows": follows} if follows else {}),
+        }
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps(event) + "\n")
+        assert main(["--repo", str(tracker.path), "ingest", str(path)]) == 0
+
+    def declared() -> list[str]:
+        return [p.name for p in (tracker.path / "incidents").iterdir() if "finished" in p.name]
+
+    ingest("Completed", 5, follows="Running")
+    assert declared() == []  # evaluated at once, it would be dropped: nothing is armed
+    ingest("Running", 1, follows=None)
+    assert len(declared()) == 1
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
