@@ -774,6 +774,8 @@ class Evaluator:
             heapq.heappush(leaf.ends, (end, self._sequence, key, bucket))
             if count >= leaf.threshold:
                 leaf.satisfied.add(key)
+            else:
+                leaf.satisfied.discard(key)  # the bucket it replaces may have been
         return bucket
 
     def _increment(self, leaf: _Leaf, key: Key, bucket: _Bucket, event: Event | None) -> None:

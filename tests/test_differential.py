@@ -231,8 +231,9 @@ def test_random_streams_fire_as_prefect_does(stream_count: int) -> None:
     )
     if disagreements:
         scenario, expected, got = disagreements[0]
+        seeds = ", ".join(str(s["seed"]) for s, _, _ in disagreements)
         pytest.fail(
-            f"{len(disagreements)} streams disagree; the first:\n"
+            f"{len(disagreements)} streams disagree (seeds {seeds}); the first:\n"
             f"{json.dumps(scenario, indent=1)}\nprefect: {expected}\nours:    {got}"
         )
     assert firings > stream_count // 2  # the streams do make triggers fire

@@ -340,6 +340,20 @@ def test_streamed_events(
     assert streamed(trigger, arrivals) == expected
 
 
+def test_a_window_that_replaces_a_satisfied_one_is_not_removed_with_it() -> None:
+    """Found by the differential test (stream 1270 of 2000): an event from the future
+    closes a window that had enough events and opens the next at its own time; the
+    next proactive run must not take the new window for the old one."""
+    trigger = {"expect": ["x"], "posture": "Proactive", "threshold": 2, "within": 120}
+    arrivals: list[tuple[float, dict[str, Any] | None]] = [
+        (10, ev("x", 10)),
+        (20, ev("x", 20)),  # [0, 120) has enough
+        (100, ev("x", 150)),  # dated 50 s ahead: [150, 270) with one
+        (400, None),
+    ]
+    assert [at for at in streamed(trigger, arrivals) if at > 0] == [270, 390]
+
+
 def test_missed_windows_fire_at_their_own_times_whoever_runs_the_engine() -> None:
     """A clock that jumps over many windows (a runner that was down) fires each as the
     evaluator that never stopped would: the same firings, whenever `apply` runs."""
