@@ -138,3 +138,4 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="250",
         help="how many random streams the differential test runs through both evaluators",
     )
+    parser.addoption("--stream-seed", default="12", help="the seed of those streams")

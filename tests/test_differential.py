@@ -5,7 +5,7 @@ seeded random streams and on the cases ported from Prefect's trigger tests
 and the clock runs Prefect's periodic work up to it (see that module).
 
 Compared, per firing: the step it came at, its time, its automation, its key's
-labels and its triggering event. `--streams N` runs more random streams.
+labels and its triggering event. `--streams N` runs more random streams (`--stream-seed S`: others).
 The departures SPEC makes on purpose (docs/triggers.md in the site) are kept out of
 the random triggers, and each has a test of its own below that shows it.
 """
@@ -209,13 +209,9 @@ def streams(count: int, seed: int = 12) -> list[Scenario]:
     return [stream(random.Random(seed * 1_000_003 + n), n) for n in range(count)]
 
 
-@pytest.fixture(scope="session")
-def stream_count(request: pytest.FixtureRequest) -> int:
-    return int(request.config.getoption("--streams"))
-
-
-def test_random_streams_fire_as_prefect_does(stream_count: int) -> None:
-    scenarios = streams(stream_count)
+def test_random_streams_fire_as_prefect_does(request: pytest.FixtureRequest) -> None:
+    stream_count = int(request.config.getoption("--streams"))
+    scenarios = streams(stream_count, int(request.config.getoption("--stream-seed")))
     theirs = prefect(scenarios)
     compared = firings = 0
     disagreements = []

@@ -74,6 +74,23 @@ def bot_commits(repo: Repo) -> list[str]:
 # -- the basics ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["on the first apply", "in a later commit"])
+def test_an_invalid_automation_is_reported_on_the_first_apply_as_later(
+    tracker: Repo, first: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 5: the first `apply` (which starts at HEAD) reports an invalid
+    automation file as a later commit that adds it is reported."""
+    if not first:
+        assert apply(tracker) == 0
+    tracker.write("automations/broken.yaml", "name: broken\ntrigger:\n  posture: Sideways\n")
+    tracker.commit("broken", when=T0 + 5)
+    capsys.readouterr()
+    code = apply(tracker)
+    err = capsys.readouterr().err
+    assert "warning: automations/broken.yaml:3:" in err and "posture" in err
+    assert code == 0  # the same either way: a warning, as for any commit apply walks
+
+
 def test_first_apply_starts_at_head_then_acts_once_per_firing(
     tracker: Repo, receiver: Receiver
 ) -> None:
