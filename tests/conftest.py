@@ -135,7 +135,7 @@ def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--streams",
-        default="250",
+        default="300",
         help="how many random streams the differential test runs through both evaluators",
     )
     parser.addoption("--stream-seed", default="12", help="the seed of those streams")

@@ -163,7 +163,7 @@ def trigger(rng: random.Random) -> dict[str, Any]:
 
 
 def stream(rng: random.Random, seed: int) -> Scenario:
-    count = rng.randint(4, 16)
+    count = rng.choice([2, 3, 4, 5, 6, 8, 12, 16])  # mostly short: many streams
     at, steps, last_of = T0, [], dict[str, str]()
     # Half the streams arrive in order; in the others, events come late (out of
     # order, or a lagging stream), now and then from before Prefect's look-back.
@@ -200,7 +200,7 @@ def stream(rng: random.Random, seed: int) -> Scenario:
     steps.append({"at": at + rng.choice([20, 60])})
     steps.append({"at": at + 150})
     automations = [
-        {"id": f"a{n}", "trigger": trigger(rng)} for n in range(rng.choice([1, 1, 2, 3]))
+        {"id": f"a{n}", "trigger": trigger(rng)} for n in range(rng.choice([1, 1, 1, 2, 3]))
     ]
     return {"automations": automations, "enabled": T0 - 60, "steps": steps, "seed": seed}
 
