@@ -23,6 +23,7 @@ from gitops_incidents.commands import (
     serve,
     status,
     validate,
+    watch,
 )
 
 COMMANDS: dict[str, Command] = {
@@ -37,6 +38,7 @@ COMMANDS: dict[str, Command] = {
     "build": build,
     "serve": serve,
     "report": report,
+    "watch": watch,
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2

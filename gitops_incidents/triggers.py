@@ -925,3 +925,13 @@ class Evaluator:
         for event, received, at, causes in stream.get("waiting", []):
             self._waiting[event["id"]] = _Follower(event, received, at, frozenset(causes))
             self._leaders.setdefault(event["follows"], []).append(event["id"])
+
+
+def next_due(dumped: dict[str, Any]) -> float | None:
+    """When an evaluator in the state `dumped` next has periodic work (a proactive run,
+    a follower taken as lost): the daemon's alarm clock."""
+    runs = [run for _, _, run in dumped.get("runs", [])]
+    lost = [
+        received + LOOKBACK for _, received, _, _ in dumped.get("stream", {}).get("waiting", [])
+    ]
+    return min([*runs, *lost], default=None)

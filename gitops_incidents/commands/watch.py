@@ -1,0 +1,60 @@
+"""`watch [--interval S] [--health ADDR] [--log-format text|json]`: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gitops_incidents import gitcmd
+from gitops_incidents.commands import UsageError
+
+
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        name,
+        parents=[common],
+        help="run the engine continuously: on each commit, at each deadline",
+        description="Run apply's engine whenever the branch moves (watched with watchdog, "
+        "backed by a poll) and when a proactive deadline falls due, until SIGTERM or "
+        "SIGINT, which let the run in flight finish (exit 0). SIGHUP reads the "
+        "configuration again. One log line per thing done, on stderr.",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between polls of the branch, the back-up of the watcher (default: 2)",
+    )
+    parser.add_argument(
+        "--health",
+        metavar="ADDR",
+        help="serve /healthz and /metrics (Prometheus) on [HOST:]PORT (default host: 127.0.0.1)",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def health_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--health {value}: give [HOST:]PORT, e.g. 127.0.0.1:9108")
+    return host or "127.0.0.1", int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.daemon import Daemon, Log, serve_health  # loaded when used
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be above 0")
+    address = health_address(args.health) if args.health else None
+    try:
+        daemon = Daemon(args.repo, interval=args.interval, log=Log(args.log_format))
+    except gitcmd.GitError as exc:
+        raise UsageError(str(exc)) from None
+    if address is not None:
+        try:
+            serve_health(daemon.status, *address)
+        except OSError as exc:
+            raise UsageError(f"--health {args.health}: {exc.strerror}") from None
+        daemon.log("info", "serving /healthz and /metrics", address=f"{address[0]}:{address[1]}")
+    return daemon.run()

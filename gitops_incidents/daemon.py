@@ -1,0 +1,251 @@
+"""The daemon (SPEC 10): the engine of `apply`, run whenever the branch moves, when a
+proactive run falls due, and on SIGHUP; one log line per thing it did.
+
+The branch is watched with watchdog on the git directory's refs (never `objects/`),
+backed by a slow poll of the ref for what inotify cannot see (bare repositories on
+network file systems, an exhausted watch limit). SIGTERM and SIGINT let the run in
+flight finish and be recorded, then the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import gitcmd
+from gitops_incidents.engine import Engine, Report
+from gitops_incidents.triggers import iso, next_due
+
+# Refs move by a lock file renamed into place: changes this close together are one.
+DEBOUNCE = 0.05
+# A test hook, as faults.py's crash points: the observer behaves as if inotify failed.
+NO_OBSERVER = "GITOPS_INCIDENTS_NO_OBSERVER"
+
+
+@dataclass
+class Status:
+    """What /healthz and /metrics show; updated by the loop, read by the HTTP thread."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    position: str | None = None
+    head: str | None = None
+    last_error: str | None = None
+    runs: int = 0
+    events: int = 0
+    firings: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    behind_since: float | None = None  # when the branch moved past the engine's position
+
+    def lag(self) -> float:
+        return 0.0 if self.behind_since is None else time.time() - self.behind_since
+
+    def health(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "status": "error" if self.last_error else "ok",
+                "position": self.position,
+                "head": self.head,
+                "lag_seconds": round(self.lag(), 3),
+                "last_error": self.last_error,
+            }
+
+    def metrics(self) -> str:
+        with self.lock:
+            lines = [
+                "# TYPE gitops_incidents_runs_total counter",
+                f"gitops_incidents_runs_total {self.runs}",
+                "# TYPE gitops_incidents_events_evaluated_total counter",
+                f"gitops_incidents_events_evaluated_total {self.events}",
+                "# TYPE gitops_incidents_firings_total counter",
+                f"gitops_incidents_firings_total {self.firings}",
+                "# TYPE gitops_incidents_actions_total counter",
+                *(
+                    f'gitops_incidents_actions_total{{outcome="{outcome}"}} {count}'
+                    for outcome, count in sorted(self.actions.items())
+                ),
+                "# TYPE gitops_incidents_lag_seconds gauge",
+                f"gitops_incidents_lag_seconds {self.lag():.3f}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+class Log:
+    """One line per thing the daemon did, on stderr: text for people, JSON for machines."""
+
+    def __init__(self, form: str) -> None:
+        self.form = form
+
+    def __call__(self, level: str, message: str, **fields: object) -> None:
+        now = iso(time.time())
+        if self.form == "json":
+            line = json.dumps({"time": now, "level": level, "msg": message, **fields})
+        else:
+            extra = "".join(f" {key}={value}" for key, value in fields.items())
+            line = f"{now} {level} {message}{extra}"
+        print(line, file=sys.stderr, flush=True)
+
+
+class Daemon:
+    def __init__(self, root: Path, *, interval: float, log: Log) -> None:
+        self.root, self.interval, self.log = root, interval, log
+        self.engine = Engine(root)
+        self.status = Status()
+        self.wake = threading.Event()
+        self.stopping = False
+        self._observer: Any = None
+        self._due_at: float | None = None  # the next proactive run, as of the last run
+
+    # -- what wakes it
+
+    def watch(self) -> None:
+        """Watch the refs with watchdog; on failure, say so and rely on the poll."""
+        git_dir = Path(gitcmd.run(self.root, "rev-parse", "--absolute-git-dir").strip())
+        try:
+            if os.environ.get(NO_OBSERVER):
+                raise OSError("the observer is turned off")
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+
+            wake = self.wake
+
+            class Moved(FileSystemEventHandler):
+                def on_any_event(self, event: FileSystemEvent) -> None:
+                    if "/objects/" not in str(event.src_path):
+                        wake.set()
+
+            observer = Observer()
+            observer.schedule(Moved(), str(git_dir), recursive=False)  # HEAD, packed-refs
+            observer.schedule(Moved(), str(git_dir / "refs"), recursive=True)
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+            self.log("info", "watching the branch", ref=self.engine.branch_ref, via="watchdog")
+        except (OSError, ImportError) as exc:
+            self.log(
+                "warning",
+                "cannot watch the git directory; polling the branch instead",
+                every=f"{self.interval}s",
+                reason=str(exc),
+            )
+
+    def signals(self) -> None:
+        def stop(number: int, frame: object) -> None:
+            self.stopping = True
+            self.wake.set()
+
+        def reload(number: int, frame: object) -> None:
+            self.log("info", "SIGHUP: the configuration is read again on the next run")
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    # -- the loop
+
+    def run(self) -> int:
+        self.signals()
+        self.watch()
+        seen = None
+        while not self.stopping:
+            head = gitcmd.ref_value(self.root, self.engine.branch_ref)
+            due = self._due_at is not None and self._due_at <= time.time()
+            if head != seen or due:
+                self._apply(head)
+                seen = head
+            self._sleep()
+        if self._observer is not None:
+            self._observer.stop()
+        self.log("info", "stopped")
+        return 0
+
+    def _sleep(self) -> None:
+        """Until the branch moves, the next proactive run, a signal or the poll."""
+        timeout = self.interval
+        if self._due_at is not None:
+            timeout = min(timeout, max(self._due_at - time.time(), 0.0))
+        if self.wake.wait(timeout):
+            time.sleep(DEBOUNCE)  # a ref moves in steps: take them as one
+        self.wake.clear()
+
+    def _apply(self, head: str | None) -> None:
+        with self.status.lock:
+            self.status.head = head
+            if head != self.status.position and self.status.behind_since is None:
+                self.status.behind_since = time.time()
+        _, before = self.engine.ledger.read()
+        try:
+            report = self.engine.apply()
+        except Exception as exc:
+            with self.status.lock:
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+            self.log("error", "run failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        _, state = self.engine.ledger.read()
+        self._due_at = next_due(state.windows)
+        with self.status.lock:
+            self.status.runs += 1
+            # The events of history evaluated: the growth of each incident's count.
+            grown = sum(state.ordinals.values()) - sum(before.ordinals.values())
+            self.status.events += max(grown, 0)
+            self.status.firings += len(report.fired)
+            self.status.actions.update(o.status for o in report.outcomes)
+            self.status.position = state.position
+            if state.position == head:
+                self.status.behind_since = None
+            self.status.last_error = None
+        self._show(report, state.position)
+
+    def _show(self, report: Report, position: str | None) -> None:
+        for finding in report.findings:
+            self.log("warning", "finding", detail=str(finding))
+        for problem in report.problems:
+            self.log("error", "problem", detail=problem)
+        for firing in report.fired:
+            self.log("info", "fired", automation=firing.name, state=firing.state, id=firing.id)
+        for outcome in report.outcomes:
+            self.log(
+                "info" if outcome.status == "done" else "error",
+                outcome.status,
+                automation=outcome.automation,
+                action=outcome.type,
+                key=outcome.key,
+                detail=outcome.detail,
+            )
+        if report.fired or report.outcomes:
+            self.log("info", "evaluated", position=(position or "")[:12])
+
+
+def serve_health(status: Status, host: str, port: int) -> ThreadingHTTPServer:
+    """/healthz (JSON) and /metrics (Prometheus text), in a thread of their own."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                body, kind = json.dumps(status.health()).encode(), "application/json"
+            elif self.path == "/metrics":
+                body, kind = status.metrics().encode(), "text/plain; version=0.0.4"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the daemon's own log says what matters
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return server
