@@ -103,6 +103,7 @@ class Daemon:
         self.stopping = False
         self._observer: Any = None
         self._due_at: float | None = None  # the next proactive run, as of the last run
+        self._position: str | None = None  # where the last run left the engine
 
     # -- what wakes it
 
@@ -194,9 +195,11 @@ class Daemon:
         self._due_at = next_due(state.windows)
         with self.status.lock:
             self.status.runs += 1
-            # The events of history evaluated: the growth of each incident's count.
-            grown = sum(state.ordinals.values()) - sum(before.ordinals.values())
-            self.status.events += max(grown, 0)
+            # The events of history evaluated: the growth of each incident's count (a
+            # first run starts at HEAD and evaluates none).
+            if before.position is not None:
+                grown = sum(state.ordinals.values()) - sum(before.ordinals.values())
+                self.status.events += max(grown, 0)
             self.status.firings += len(report.fired)
             self.status.actions.update(o.status for o in report.outcomes)
             self.status.position = state.position
@@ -221,8 +224,9 @@ class Daemon:
                 key=outcome.key,
                 detail=outcome.detail,
             )
-        if report.fired or report.outcomes:
+        if report.fired or report.outcomes or position != self._position:
             self.log("info", "evaluated", position=(position or "")[:12])
+        self._position = position
 
 
 def serve_health(status: Status, host: str, port: int) -> ThreadingHTTPServer:

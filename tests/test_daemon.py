@@ -1,0 +1,223 @@
+"""`watch`, the daemon, as a real process on a real repository, sending to a real HTTP
+receiver: commits, proactive deadlines, signals, the polling fallback, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import Repo
+from tests.prefect_server import free_port
+from tests.webhook_server import Receiver, serve
+
+NS = "prefect-cloud"
+CONFIG = "bot: {name: gitops-incidents, email: bot@example.invalid}\nwebhooks:\n  pager: {url_env: PAGER_URL}\n"
+ON_DECLARED = f"""\
+name: Page on a new incident
+trigger:
+  match: {{prefect.resource.id: {NS}.incident.*}}
+  expect: [{NS}.incident.declared]
+  posture: Reactive
+actions:
+  - type: call-webhook
+    target: pager
+    payload: '{{{{ event.resource["prefect.resource.id"] }}}}'
+"""
+NO_COMMENT = f"""\
+name: No comment within 10 seconds
+trigger:
+  match: {{prefect.resource.id: {NS}.incident.*}}
+  after: [{NS}.incident.declared]
+  expect: [{NS}.incident.comment.added]
+  for_each: [prefect.resource.id]
+  posture: Proactive
+  within: 10
+actions:
+  - type: call-webhook
+    url: PLACEHOLDER
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+@pytest.fixture
+def tracker(repo: Repo, receiver: Receiver) -> Repo:
+    repo.write("gitops-incidents.yaml", CONFIG)
+    repo.write("automations/page.yaml", ON_DECLARED)
+    repo.write("incidents/old.yaml", "name: Before the daemon\nseverity: SEV-3\n")
+    repo.commit("start")
+    return repo
+
+
+RUNNING: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left() -> Iterator[None]:
+    yield
+    while RUNNING:
+        process = RUNNING.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+class Watch:
+    """A `watch` process, its log lines as they come; started, it has run once."""
+
+    def __init__(
+        self, repo: Repo, receiver: Receiver, *args: str, env: dict[str, str] | None = None
+    ):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), "watch", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PAGER_URL": receiver.url("/pager"), **(env or {})},
+        )
+        RUNNING.append(self.process)
+        self.lines: list[str] = []
+        self.wait_for("evaluated")  # the first run, at HEAD: later commits are acted on
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} in the log:\n{''.join(self.lines)}")
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, rest = self.process.communicate(timeout=30)
+        self.lines.append(rest)
+        return self.process.returncode, "".join(self.lines)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10) -> float:
+    """Seconds until `check` holds (polled every 10 ms)."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_a_commit_makes_the_webhook_arrive_and_sigterm_exits_0(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    watch = Watch(tracker, receiver, "--interval", "30")  # the watcher, not the poll
+    assert any("watching the branch" in line for line in watch.lines)
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare")
+    latency = eventually(lambda: len(receiver.to("/pager")) == 1)
+    assert receiver.to("/pager")[0].body == f"{NS}.incident.db".encode()
+    assert latency < 2.0
+    code, log = watch.stop()
+    assert code == 0
+    assert "fired automation=Page on a new incident" in log
+    assert "done automation=Page on a new incident action=call-webhook" in log
+    assert log.rstrip().endswith("info stopped")
+
+
+def test_a_proactive_deadline_fires_within_a_second_of_its_time(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    tracker.write(
+        "automations/quiet.yaml", NO_COMMENT.replace("PLACEHOLDER", receiver.url("/quiet"))
+    )
+    tracker.commit("the automation")
+    watch = Watch(tracker, receiver, "--interval", "30")
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare")
+    committed = int(tracker.git("log", "-1", "--format=%ct").strip())
+    eventually(lambda: len(receiver.to("/quiet")) == 1, timeout=20)
+    late = time.time() - (committed + 10)
+    assert -0.1 < late < 1.0, late  # the commit's second, plus the window
+    code, _ = watch.stop()
+    assert code == 0
+
+
+def test_the_poll_takes_over_when_the_directory_cannot_be_watched(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    watch = Watch(tracker, receiver, "--interval", "0.3", env={"GITOPS_INCIDENTS_NO_OBSERVER": "1"})
+    (line,) = [line for line in watch.lines if "polling the branch instead" in line]
+    assert " warning " in line and "every=0.3s" in line
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare")
+    assert eventually(lambda: len(receiver.to("/pager")) == 1) < 1.5
+    assert watch.stop()[0] == 0
+
+
+def test_health_and_metrics(tracker: Repo, receiver: Receiver) -> None:
+    port = free_port()
+    watch = Watch(tracker, receiver, "--health", f"127.0.0.1:{port}", "--log-format", "json")
+    first = [json.loads(line) for line in watch.lines]
+    assert [f["msg"] for f in first] == [
+        "serving /healthz and /metrics",
+        "watching the branch",
+        "evaluated",
+    ]
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    head = tracker.commit("declare")
+    eventually(lambda: len(receiver.to("/pager")) == 1)
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return str(answer.read().decode())
+
+    eventually(lambda: json.loads(get("/healthz"))["position"] == head)
+    health = json.loads(get("/healthz"))
+    assert health == {
+        "status": "ok",
+        "position": head,
+        "head": head,
+        "lag_seconds": 0.0,
+        "last_error": None,
+    }
+    metrics = get("/metrics")
+    assert 'gitops_incidents_actions_total{outcome="done"} 1' in metrics
+    assert "gitops_incidents_firings_total 1" in metrics
+    assert "gitops_incidents_events_evaluated_total 1" in metrics
+    assert watch.stop()[0] == 0
+
+
+def test_a_health_address_that_is_taken_is_a_usage_error(tracker: Repo) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gitops_incidents",
+                "--repo",
+                str(tracker.path),
+                "watch",
+                "--health",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert f"--health 127.0.0.1:{port}: Address already in use" in done.stderr
