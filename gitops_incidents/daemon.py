@@ -27,6 +27,8 @@ from gitops_incidents.triggers import iso, next_due
 
 # Refs move by a lock file renamed into place: changes this close together are one.
 DEBOUNCE = 0.05
+# The watchdog events that change a file (not "opened" or "closed_no_write").
+WRITES = frozenset({"created", "modified", "moved", "deleted", "closed"})
 # A test hook, as faults.py's crash points: the observer behaves as if inotify failed.
 NO_OBSERVER = "GITOPS_INCIDENTS_NO_OBSERVER"
 
@@ -120,7 +122,8 @@ class Daemon:
 
             class Moved(FileSystemEventHandler):
                 def on_any_event(self, event: FileSystemEvent) -> None:
-                    if "/objects/" not in str(event.src_path):
+                    # Writes only: reading a ref (as this loop does) opens it too.
+                    if event.event_type in WRITES and "/objects/" not in str(event.src_path):
                         wake.set()
 
             observer = Observer()

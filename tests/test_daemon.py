@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +222,21 @@ def test_a_health_address_that_is_taken_is_a_usage_error(tracker: Repo) -> None:
         )
     assert done.returncode == 2
     assert f"--health 127.0.0.1:{port}: Address already in use" in done.stderr
+
+
+def test_an_idle_daemon_sleeps(tracker: Repo, receiver: Receiver) -> None:
+    """Idle, with the branch still, it uses next to no processor: no loop that wakes
+    itself (its own reads of the refs are not changes), no busy poll."""
+    watch = Watch(tracker, receiver, "--interval", "1")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def used() -> float:
+        fields = Path(f"/proc/{watch.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(map(int, fields[11:15])) / ticks  # its time and its git processes'
+
+    before = used()
+    time.sleep(3)
+    spent = used() - before
+    print(f"idle: {spent:.2f} s of processor in 3 s")
+    assert spent < 0.3  # a loop that wakes itself uses all of it
+    assert watch.stop()[0] == 0
