@@ -240,3 +240,29 @@ def test_an_idle_daemon_sleeps(tracker: Repo, receiver: Receiver) -> None:
     print(f"idle: {spent:.2f} s of processor in 3 s")
     assert spent < 0.3  # a loop that wakes itself uses all of it
     assert watch.stop()[0] == 0
+
+
+def test_sigterm_in_a_burst_loses_nothing_and_duplicates_nothing(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    watch = Watch(tracker, receiver, "--interval", "0.5")
+    for n in range(12):
+        tracker.write(f"incidents/burst-{n}.yaml", f"name: Burst {n}\nseverity: SEV-3\n")
+        tracker.commit(f"burst {n}")
+        if n == 4:
+            eventually(lambda: len(receiver.to("/pager")) >= 1)
+            assert watch.stop()[0] == 0  # in the middle of the burst
+    again = Watch(tracker, receiver, "--interval", "0.5")
+    eventually(lambda: len(receiver.to("/pager")) >= 12, timeout=30)
+    assert again.stop()[0] == 0
+    deliveries = receiver.deliveries("/pager")
+    assert len(deliveries) == 12 and set(deliveries.values()) == {1}
+    bodies = sorted(r.body.decode() for r in receiver.to("/pager"))
+    assert bodies == sorted(f"{NS}.incident.burst-{n}" for n in range(12))
+    status = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
