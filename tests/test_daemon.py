@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -259,6 +260,40 @@ def test_sigterm_in_a_burst_loses_nothing_and_duplicates_nothing(
     assert len(deliveries) == 12 and set(deliveries.values()) == {1}
     bodies = sorted(r.body.decode() for r in receiver.to("/pager"))
     assert bodies == sorted(f"{NS}.incident.burst-{n}" for n in range(12))
+    status = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+
+
+def test_kill_9_at_random_moments_then_a_restart_runs_every_action_once(
+    tracker: Repo, receiver: Receiver
+) -> None:
+    """30 daemons killed with SIGKILL at random moments of a stream of commits, then
+    one left running: every firing's webhook arrives, and an idempotent receiver (one
+    that acts once per Idempotency-Key) acts on each once."""
+    rng = random.Random(9)
+    declared = []
+    for trial in range(30):
+        watch = Watch(tracker, receiver, "--interval", "0.2")
+        for _ in range(rng.randint(1, 3)):
+            name = f"k{len(declared)}"
+            tracker.write(f"incidents/{name}.yaml", f"name: Killed {trial}\nseverity: SEV-3\n")
+            tracker.commit(f"declare {name}")
+            declared.append(name)
+        time.sleep(rng.uniform(0, 0.4))
+        watch.process.kill()
+        watch.process.wait()
+    last = Watch(tracker, receiver, "--interval", "0.2")
+    eventually(lambda: len(receiver.deliveries("/pager")) == len(declared), timeout=60)
+    assert last.stop()[0] == 0
+    bodies = {r.body.decode() for r in receiver.to("/pager")}
+    assert bodies == {f"{NS}.incident.{name}" for name in declared}
+    sent = len(receiver.to("/pager"))
+    print(f"kill -9: {len(declared)} firings, {sent} requests, {len(declared)} keys")
     status = subprocess.run(
         [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "status"],
         capture_output=True,
