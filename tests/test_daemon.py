@@ -276,7 +276,7 @@ def test_kill_9_at_random_moments_then_a_restart_runs_every_action_once(
     one left running: every firing's webhook arrives, and an idempotent receiver (one
     that acts once per Idempotency-Key) acts on each once."""
     rng = random.Random(9)
-    declared = []
+    declared: list[str] = []
     for trial in range(30):
         watch = Watch(tracker, receiver, "--interval", "0.2")
         for _ in range(rng.randint(1, 3)):
