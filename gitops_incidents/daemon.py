@@ -106,6 +106,7 @@ class Daemon:
         self._observer: Any = None
         self._due_at: float | None = None  # the next proactive run, as of the last run
         self._position: str | None = None  # where the last run left the engine
+        self._counted: int | None = None  # the events of history counted by then
 
     # -- what wakes it
 
@@ -186,7 +187,6 @@ class Daemon:
             self.status.head = head
             if head != self.status.position and self.status.behind_since is None:
                 self.status.behind_since = time.time()
-        _, before = self.engine.ledger.read()
         try:
             report = self.engine.apply()
         except Exception as exc:
@@ -198,11 +198,12 @@ class Daemon:
         self._due_at = next_due(state.windows)
         with self.status.lock:
             self.status.runs += 1
-            # The events of history evaluated: the growth of each incident's count (a
-            # first run starts at HEAD and evaluates none).
-            if before.position is not None:
-                grown = sum(state.ordinals.values()) - sum(before.ordinals.values())
-                self.status.events += max(grown, 0)
+            # The events of history evaluated: the growth of the incidents' counts since
+            # the last run (the first starts at HEAD and evaluates none).
+            counted = sum(state.ordinals.values())
+            if self._counted is not None:
+                self.status.events += max(counted - self._counted, 0)
+            self._counted = counted
             self.status.firings += len(report.fired)
             self.status.actions.update(o.status for o in report.outcomes)
             self.status.position = state.position

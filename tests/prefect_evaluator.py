@@ -30,7 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-LOOP = 5.0  # seconds between turns of Prefect's proactive loop
+from gitops_incidents.triggers import LOOP  # the turn of Prefect's proactive loop
+
 NAMESPACE = uuid.UUID("6f1f8d8e-6c0e-4a59-9f55-0d1f3b7a2c10")
 
 

@@ -111,6 +111,17 @@ class Watch:
         return self.process.returncode, "".join(self.lines)
 
 
+def assert_status_clean(repo: Repo) -> None:
+    """`status` finds every firing done: nothing pending, failed or unknown."""
+    status = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "--repo", str(repo.path), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+
+
 def eventually(check: Callable[[], bool], timeout: float = 10) -> float:
     """Seconds until `check` holds (polled every 10 ms)."""
     started = time.monotonic()
@@ -260,13 +271,7 @@ def test_sigterm_in_a_burst_loses_nothing_and_duplicates_nothing(
     assert len(deliveries) == 12 and set(deliveries.values()) == {1}
     bodies = sorted(r.body.decode() for r in receiver.to("/pager"))
     assert bodies == sorted(f"{NS}.incident.burst-{n}" for n in range(12))
-    status = subprocess.run(
-        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "status"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert status.returncode == 0, status.stderr
+    assert_status_clean(tracker)
 
 
 def test_kill_9_at_random_moments_then_a_restart_runs_every_action_once(
@@ -294,10 +299,4 @@ def test_kill_9_at_random_moments_then_a_restart_runs_every_action_once(
     assert bodies == {f"{NS}.incident.{name}" for name in declared}
     sent = len(receiver.to("/pager"))
     print(f"kill -9: {len(declared)} firings, {sent} requests, {len(declared)} keys")
-    status = subprocess.run(
-        [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "status"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert status.returncode == 0, status.stderr
+    assert_status_clean(tracker)

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from gitops_incidents.matching import Spec, find_label, glob
 from gitops_incidents.models import Automation
-from gitops_incidents.triggers import Evaluator, Firing, Spec, find_label, glob, iso, timestamp
+from gitops_incidents.triggers import Evaluator, Firing, iso, timestamp
 
 T0 = 1_800_000_000.0
 _ids = itertools.count()
