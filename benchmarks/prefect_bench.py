@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from tests.prefect_server import start
+from tests.prefect_server import running
 
 AUTOMATION = """\
 name: Pause linked work pools when a SEV-1 is declared
@@ -74,7 +74,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="prefect-bench-"))
-    url = start(scratch / "prefect")
+    with running(scratch / "prefect") as url:
+        bench(url, scratch, args.rounds)
+
+
+def bench(url: str, scratch: Path, rounds: int) -> None:
     api = httpx.Client(base_url=url, timeout=30)
     ours_pool, floor_pool = "bench-ours", "bench-floor"
     for pool in (ours_pool, floor_pool):
@@ -105,7 +109,7 @@ def main() -> None:
     time.sleep(2)  # the Prefect automation reaches its trigger cache
     ours: list[float] = []
     floor: list[float] = []
-    for n in range(args.rounds):
+    for n in range(rounds):
         resume(api, ours_pool)
         (repo / "incidents" / f"i{n}.yaml").write_text(
             f"name: Database down {n}\nseverity: SEV-1\n"

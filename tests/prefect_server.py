@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 # Services the tests do not need, off; the event persister flushes often, so that
@@ -40,8 +41,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start(home: Path) -> str:
-    """Start the server; its API URL (also set as PREFECT_API_URL for every process)."""
+@contextlib.contextmanager
+def running(home: Path) -> Iterator[str]:
+    """A server for the block; its API URL (also set as PREFECT_API_URL for every
+    process). It is stopped at the end, with its database connections: their threads,
+    left to the interpreter's exit, can abort it (PyGILState_Release)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     home.mkdir(parents=True, exist_ok=True)
@@ -61,13 +65,23 @@ def start(home: Path) -> str:
     server = uvicorn.Server(
         uvicorn.Config(create_app(final=True), host="127.0.0.1", port=port, log_level="error")
     )
-    threading.Thread(target=server.run, daemon=True, name="prefect-server").start()
+    thread = threading.Thread(target=server.run, daemon=True, name="prefect-server")
+    thread.start()
+    try:
+        _wait_healthy(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _wait_healthy(url: str) -> None:
     deadline = time.monotonic() + 120
     while True:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
                 if answer.status == 200:
-                    return url
+                    return
         except OSError:
             if time.monotonic() > deadline:
                 raise

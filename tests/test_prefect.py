@@ -20,7 +20,7 @@ from gitops_incidents.cli import main
 from gitops_incidents.faults import CRASH_EXIT
 from gitops_incidents.ledger import Ledger
 from tests.conftest import Repo
-from tests.prefect_server import start
+from tests.prefect_server import running
 
 NS = "prefect-cloud"
 # Commits an hour ago: Prefect's own events are dated now, and an automation acts only on
@@ -30,8 +30,9 @@ OCCURRED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + 60))
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return start(tmp_path_factory.mktemp("prefect") / "home")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running(tmp_path_factory.mktemp("prefect") / "home") as url:
+        yield url
 
 
 class Prefect:
