@@ -9,6 +9,7 @@ made again on top of it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -75,6 +76,10 @@ class Call:
     # moves ({"path", "blob"}): recorded first, so that a restart knows it.
     intent: dict[str, str] | None = None
     note_intent: Callable[[dict[str, str]], None] | None = None
+    # How a commit action's commit lands, if not by compare-and-swap of the local
+    # branch: (commit, tip) -> False if the branch moved meanwhile. The daemon's, with a
+    # remote, pushes the commit there together with the ledger's record of it.
+    move_branch: Callable[[str, str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -395,11 +400,11 @@ def publish(
             return "nothing to change"
         commit = gitcmd.commit_tree(root, tip, {path: new}, message, env=_bot_env(call.config))
         intent = {"path": path, "blob": gitcmd.run(root, "rev-parse", f"{commit}:{path}").strip()}
-        checked_out = _checked_out(root, call.branch_ref)
+        checked_out = gitcmd.checked_out(root, call.branch_ref)
         if checked_out:
             if call.note_intent is not None:
                 call.note_intent(intent)
-            if not _stage(root, tip, commit):
+            if not gitcmd.move_files(root, tip, commit):
                 if gitcmd.ref_value(root, call.branch_ref) != tip:
                     continue  # a commit landed meanwhile: edit its tip instead
                 raise ActionFailed(
@@ -408,7 +413,8 @@ def publish(
                     "so that committing them cannot undo it)"
                 )
             crashpoint("after-stage")
-        if gitcmd.update_ref(root, call.branch_ref, commit, tip):
+        move = call.move_branch or functools.partial(gitcmd.update_ref, root, call.branch_ref)
+        if move(commit, tip):
             crashpoint("after-commit")
             return f"committed {commit[:12]}"
         if checked_out:
@@ -417,23 +423,6 @@ def publish(
             if landed:  # a person committed the staged edit meanwhile
                 return f"committed {landed[:12]} (with a commit made meanwhile)"
             _unstage(root, path, tip, intent["blob"])
-
-
-def _checked_out(root: Path, ref: str) -> bool:
-    try:
-        return gitcmd.run(root, "symbolic-ref", "-q", "HEAD").strip() == ref
-    except gitcmd.GitError:
-        return False  # detached, or a bare repository
-
-
-def _stage(root: Path, tip: str, commit: str) -> bool:
-    """Bring the index and the file along from `tip` to `commit`: git's two-tree merge,
-    which refuses (False) where changes not committed are in the way."""
-    try:
-        gitcmd.run(root, "read-tree", "-m", "-u", tip, commit)
-    except gitcmd.GitError:
-        return False
-    return True
 
 
 def _unstage(root: Path, path: str, tip: str, blob: str) -> None:

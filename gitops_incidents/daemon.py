@@ -97,9 +97,9 @@ class Log:
 
 
 class Daemon:
-    def __init__(self, root: Path, *, interval: float, log: Log) -> None:
+    def __init__(self, root: Path, *, interval: float, log: Log, remote: str | None = None) -> None:
         self.root, self.interval, self.log = root, interval, log
-        self.engine = Engine(root)
+        self.engine = Engine(root, remote)
         self.status = Status()
         self.wake = threading.Event()
         self.stopping = False
@@ -107,6 +107,7 @@ class Daemon:
         self._due_at: float | None = None  # the next proactive run, as of the last run
         self._position: str | None = None  # where the last run left the engine
         self._counted: int | None = None  # the events of history counted by then
+        self._remote_problem: str | None = None  # what kept the remote from syncing
 
     # -- what wakes it
 
@@ -141,6 +142,8 @@ class Daemon:
                 every=f"{self.interval}s",
                 reason=str(exc),
             )
+        if self.engine.remote is not None:
+            self.log("info", "following a remote", remote=self.engine.remote.name)
 
     def signals(self) -> None:
         def stop(number: int, frame: object) -> None:
@@ -162,16 +165,37 @@ class Daemon:
         self.watch()
         seen = None
         while not self.stopping:
-            head = gitcmd.ref_value(self.root, self.engine.branch_ref)
-            due = self._due_at is not None and self._due_at <= time.time()
-            if head != seen or due:
-                self._apply(head)
-                seen = head
+            if self._synced():
+                head = gitcmd.ref_value(self.root, self.engine.branch_ref)
+                due = self._due_at is not None and self._due_at <= time.time()
+                if head != seen or due:
+                    self._apply(head)
+                    seen = head
             self._sleep()
         if self._observer is not None:
             self._observer.stop()
         self.log("info", "stopped")
         return 0
+
+    def _synced(self) -> bool:
+        """With a remote: fetched, and the branch following it; said once when that
+        fails (a remote that is down, commits it lacks) and once when it works again."""
+        remote = self.engine.remote
+        if remote is None:
+            return True
+        try:
+            problem = remote.sync()
+        except gitcmd.GitError as exc:
+            problem = str(exc)
+        before, self._remote_problem = self._remote_problem, problem
+        if problem:
+            with self.status.lock:
+                self.status.last_error = problem
+        if problem and problem != before:
+            self.log("error", "remote", remote=remote.name, detail=problem)
+        elif before and not problem:
+            self.log("info", "remote in sync again", remote=remote.name)
+        return problem is None
 
     def _sleep(self) -> None:
         """Until the branch moves, the next proactive run, a signal or the poll."""

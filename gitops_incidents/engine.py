@@ -40,6 +40,7 @@ from gitops_incidents.faults import crashpoint
 from gitops_incidents.history import History
 from gitops_incidents.ledger import SKIPPED_KEPT, FiringRecord, Ledger, State, claim
 from gitops_incidents.models import Automation, Config
+from gitops_incidents.remote import Remote
 from gitops_incidents.repository import branch_ref, config_at, read_config
 from gitops_incidents.triggers import Evaluator, Window, timestamp
 from gitops_incidents.validation import Finding
@@ -101,11 +102,16 @@ def restored_windows(engine: Engine, state: State) -> list[Window]:
 class Engine:
     """One repository's engine: its branch, its ledger, its runs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: str | None = None) -> None:
         self.root = root
         config = config_at(root, "HEAD") if gitcmd.ref_value(root, "HEAD") else Config()
         self.branch_ref = branch_ref(root, config)
-        self.ledger = Ledger(root, self.branch_ref.removeprefix("refs/heads/"))
+        branch = self.branch_ref.removeprefix("refs/heads/")
+        # With a remote (the daemon's --remote), the ledger's races are decided there.
+        self.remote = None
+        if remote is not None:
+            self.remote = Remote(root, remote, self.branch_ref, Ledger(root, branch).ref)
+        self.ledger = Ledger(root, branch, self.remote)
         self._states: dict[str, IncidentState] = {}  # incidents as of the last evaluation
         self._automations: dict[tuple[str, str], tuple[Automation | None, list[Finding]]] = {}
 
@@ -236,6 +242,7 @@ class Engine:
         """Phase 1: evaluate the new commits and publish position, windows and firings."""
         while True:
             commit, state = self.ledger.read()
+            unchanged = (state.clock, state.to_json())
             head = self.head()
             before = state.position
             walk = evaluate_history(
@@ -251,13 +258,30 @@ class Engine:
             state.skipped = [*state.skipped, *map(skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")
             message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
-            if self.ledger.write(state, commit, message) is not None:
+            if _only_the_clock_moved(state, unchanged) or self.ledger.write(state, commit, message):
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
                 report.skipped.extend(walk.skipped)
                 report.say(walk.problems + self._replaced(), walk.notes)
                 self._states = walk.states
                 return head
+
+    def _move_branch(self, key: str, commit: str, tip: str) -> bool:
+        """A commit action's commit, pushed to the remote in one atomic push with the
+        ledger's record of it (`done`); False if the branch had moved there, which is then
+        followed (the files too, from the edit staged for `commit`)."""
+        assert self.remote is not None
+        while True:
+            recorded, state = self.ledger.read()
+            _record(state, key, "done", f"committed {commit[:12]}")
+            new = self.ledger.commit(state, recorded, f"done {key} with its commit")
+            if self.remote.push({self.branch_ref: (commit, tip), self.ledger.ref: (new, recorded)}):
+                return True
+            if self.remote.remote_branch() != tip:
+                problem = self.remote.follow(staged=commit)
+                if problem:
+                    raise actions.ActionFailed(problem)
+                return False
 
     def _replaced(self) -> list[str]:
         replaced = gitcmd.replacements(self.root)
@@ -321,6 +345,7 @@ class Engine:
             recovering=recovering,
             intent=state.invocations[key].intent,
             note_intent=functools.partial(self._note_intent, key),
+            move_branch=functools.partial(self._move_branch, key) if self.remote else None,
         )
         try:
             return "done", actions.execute(call)
@@ -332,6 +357,17 @@ class Engine:
             state.invocations[key].intent = intent
 
         self.ledger.update(note, f"stage {key}")
+
+
+def _only_the_clock_moved(state: State, before: tuple[float, bytes]) -> bool:
+    """Whether a run changed nothing but the clock: then it writes nothing (an idle
+    daemon or a scheduled apply adds no commit, and with a remote, no push). A later run
+    advances from the older clock to its own as this one did."""
+    clock, data = before
+    moved, state.clock = state.clock, clock
+    same = state.to_json() == data
+    state.clock = moved
+    return same
 
 
 UNKNOWN = (

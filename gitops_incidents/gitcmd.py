@@ -350,6 +350,23 @@ def commit_tree(
     return run(root, "commit-tree", tree, *parents, stdin=message.encode(), env=env).strip()
 
 
+def checked_out(root: Path, ref: str) -> bool:
+    try:
+        return run(root, "symbolic-ref", "-q", "HEAD").strip() == ref
+    except GitError:
+        return False  # detached, or a bare repository
+
+
+def move_files(root: Path, old: str, new: str) -> bool:
+    """Bring the index and the working tree along from commit `old` to `new`: git's
+    two-tree merge, which refuses (False) where changes not committed are in the way."""
+    try:
+        run(root, "read-tree", "-m", "-u", old, new)
+    except GitError:
+        return False
+    return True
+
+
 def update_ref(root: Path, ref: str, new: str, expected: str | None) -> bool:
     """Move `ref` to `new` if it is still at `expected` (None: it must not exist).
     False if another writer got there first."""

@@ -21,12 +21,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pydantic
 from typing_extensions import TypedDict
 
 from gitops_incidents import gitcmd
+
+if TYPE_CHECKING:
+    from gitops_incidents.remote import Remote
 
 STATE_FILE = "engine.json"
 FORMAT = 1
@@ -193,9 +196,11 @@ def claim(now: float) -> Claim:
 class Ledger:
     """The state of one branch's engine, read and updated by compare-and-swap."""
 
-    def __init__(self, root: Path, branch: str) -> None:
+    def __init__(self, root: Path, branch: str, remote: Remote | None = None) -> None:
         self.root = root
         self.ref = f"refs/gitops-incidents/{branch}"
+        # With a remote (the daemon's), each write is decided there (remote.py).
+        self.remote = remote
 
     def read(self) -> tuple[str | None, State]:
         commit = gitcmd.ref_value(self.root, self.ref)
@@ -216,11 +221,18 @@ class Ledger:
 
     def write(self, state: State, expected: str | None, message: str) -> str | None:
         """Publish `state` if the ref is still at `expected`: the new commit, or None."""
+        commit = self.commit(state, expected, message)
+        if self.remote is not None:
+            return commit if self.remote.push({self.ref: (commit, expected)}) else None
+        return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
+
+    def commit(self, state: State, parent: str | None, message: str) -> str:
+        """A commit of `state` on `parent`, on no ref yet."""
         root = self.root
         blob = gitcmd.run(root, "hash-object", "-w", "--stdin", stdin=state.to_json()).strip()
         tree = gitcmd.run(root, "mktree", stdin=f"100644 blob {blob}\t{STATE_FILE}\n".encode())
-        parents = ["-p", expected] if expected else []
-        commit = gitcmd.run(
+        parents = ["-p", parent] if parent else []
+        return gitcmd.run(
             root,
             "commit-tree",
             tree.strip(),
@@ -233,7 +245,6 @@ class Ledger:
                 "GIT_COMMITTER_EMAIL": "engine@gitops-incidents.invalid",
             },
         ).strip()
-        return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
 
     def update(self, change: Callable[[State], T], message: str) -> T:
         """Apply `change` to the newest state and publish it; on a lost race, read

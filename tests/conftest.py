@@ -25,10 +25,16 @@ IDENTITY = {
 class Repo:
     """A real git repository in a temporary folder, written to as a user would."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, init: bool = True) -> None:
         self.path = path
-        path.mkdir(parents=True)
-        self.git("init", "-q", "-b", "main")
+        if init:
+            path.mkdir(parents=True)
+            self.git("init", "-q", "-b", "main")
+
+    @classmethod
+    def clone(cls, source: Path, path: Path) -> Repo:
+        subprocess.run(["git", "clone", "-q", str(source), str(path)], check=True)
+        return cls(path, init=False)
 
     def git(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(

@@ -300,3 +300,87 @@ def test_kill_9_at_random_moments_then_a_restart_runs_every_action_once(
     sent = len(receiver.to("/pager"))
     print(f"kill -9: {len(declared)} firings, {sent} requests, {len(declared)} keys")
     assert_status_clean(tracker)
+
+
+def test_two_daemons_on_two_clones_of_one_remote_act_once_and_lose_no_commit(
+    tracker: Repo, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two daemons following one bare remote (`--remote origin`), while a person pushes
+    200 commits from a third clone at random intervals: every incident paged once and
+    commented on once, every human commit kept, both logs clean."""
+    tracker.write(
+        "automations/page.yaml",
+        ON_DECLARED + "  - type: comment-on-incident\n    source: inferred\n    text: Paged.\n",
+    )
+    tracker.commit("page and comment")
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(tracker.path), str(origin)], check=True)
+    host_a, host_b, person = (Repo.clone(origin, tmp_path / n) for n in ("a", "b", "person"))
+    daemons = [Watch(host, receiver, "--remote", "origin", "--interval", "0.2")
+               for host in (host_a, host_b)]  # fmt: skip
+    rng = random.Random(13)
+    declared, notes = [], []
+    for n in range(200):
+        if n % 4 == 0:
+            declared.append(f"r{n}")
+            person.write(f"incidents/r{n}.yaml", f"name: Remote {n}\nseverity: SEV-2\n")
+        else:
+            notes.append(f"note {n}")
+            person.write("notes.txt", "\n".join(notes) + "\n")
+        person.commit(f"person {n}")
+        while subprocess.run(["git", "push", "-q", "origin", "main"], cwd=person.path,
+                             capture_output=True, check=False).returncode:  # fmt: skip
+            person.git("pull", "-q", "--rebase", "origin", "main")  # a bot pushed first
+        time.sleep(rng.uniform(0, 0.05))
+
+    def log(*args: str) -> str:
+        return subprocess.run(["git", "--git-dir", str(origin), "log", *args, "main"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    eventually(lambda: len(receiver.to("/pager")) >= len(declared), timeout=120)
+    eventually(lambda: log("--format=%(trailers:key=Gitops-Incidents-Action,valueonly)")
+               .count("/") >= 2 * len(declared), timeout=120)  # fmt: skip
+    logs = [daemon.stop() for daemon in daemons]
+    assert [code for code, _ in logs] == [0, 0]
+    for _, text in logs:
+        assert " error " not in text and " warning " not in text, text
+    deliveries = receiver.deliveries("/pager")
+    assert len(receiver.to("/pager")) == len(declared) == len(deliveries)
+    assert set(deliveries.values()) == {1}
+    keys = log("--format=%(trailers:key=Gitops-Incidents-Action,valueonly)").split()
+    assert len(keys) == len(set(keys)) == len(declared)  # one comment per incident
+    subjects = log("--format=%s").splitlines()
+    assert {f"person {n}" for n in range(200)} <= set(subjects)
+    final = subprocess.run(["git", "--git-dir", str(origin), "show", "main:notes.txt"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert final.splitlines() == notes
+    for name in declared:
+        incident = subprocess.run(
+            ["git", "--git-dir", str(origin), "show", f"main:incidents/{name}.yaml"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert incident.count("Paged.") == 1, incident
+    checker = Repo.clone(origin, tmp_path / "checker")
+    checker.git("fetch", "-q", "origin", "refs/gitops-incidents/*:refs/gitops-incidents/*")
+    assert_status_clean(checker)
+
+
+def test_a_remote_that_is_down_is_said_once_and_followed_again_when_back(
+    tracker: Repo, receiver: Receiver, tmp_path: Path
+) -> None:
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(tracker.path), str(origin)], check=True)
+    host, person = Repo.clone(origin, tmp_path / "host"), Repo.clone(origin, tmp_path / "person")
+    watch = Watch(host, receiver, "--remote", "origin", "--interval", "0.2")
+    origin.rename(tmp_path / "away.git")  # the remote's host is down
+    line = watch.wait_for(" error remote ")
+    assert "remote=origin" in line and "git fetch origin main failed" in line
+    time.sleep(1)  # five polls more, said once
+    (tmp_path / "away.git").rename(origin)
+    watch.wait_for("remote in sync again")
+    person.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    person.commit("declare")
+    person.git("push", "-q", "origin", "main")
+    eventually(lambda: len(receiver.to("/pager")) == 1)
+    code, log = watch.stop()
+    assert code == 0 and log.count(" error ") == 1, log

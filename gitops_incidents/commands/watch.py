@@ -1,4 +1,5 @@
-"""`watch [--interval S] [--health ADDR] [--log-format text|json]`: the daemon."""
+"""`watch [--remote NAME] [--interval S] [--health ADDR] [--log-format text|json]`:
+the daemon."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         metavar="ADDR",
         help="serve /healthz and /metrics (Prometheus) on [HOST:]PORT (default host: 127.0.0.1)",
     )
+    parser.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="keep the branch and the engine's state in sync with this git remote: fetched "
+        "each interval, every ledger write and bot commit pushed there first, atomically "
+        "with a lease, so that daemons on several hosts run each action once",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
@@ -48,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be above 0")
     address = health_address(args.health) if args.health else None
     try:
-        daemon = Daemon(args.repo, interval=args.interval, log=Log(args.log_format))
+        daemon = Daemon(
+            args.repo, interval=args.interval, log=Log(args.log_format), remote=args.remote
+        )
     except gitcmd.GitError as exc:
         raise UsageError(str(exc)) from None
     if address is not None:
