@@ -16,21 +16,27 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gitops_incidents import gitcmd
 from gitops_incidents.engine import Engine, Report
+from gitops_incidents.events import Event
 from gitops_incidents.triggers import iso, next_due
 
+T = TypeVar("T")
 # Refs move by a lock file renamed into place: changes this close together are one.
 DEBOUNCE = 0.05
 # The watchdog events that change a file (not "opened" or "closed_no_write").
 WRITES = frozenset({"created", "modified", "moved", "deleted", "closed"})
 # A test hook, as faults.py's crash points: the observer behaves as if inotify failed.
 NO_OBSERVER = "GITOPS_INCIDENTS_NO_OBSERVER"
+# Prefect's events are evaluated at most this often, each batch in one write of the
+# engine's state: a busy workspace makes a few commits a second, not one per event.
+BATCH_GAP = 0.25
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Status:
     last_error: str | None = None
     runs: int = 0
     events: int = 0
+    prefect_events: int = 0
     firings: int = 0
     actions: Counter[str] = field(default_factory=Counter)
     behind_since: float | None = None  # when the branch moved past the engine's position
@@ -67,6 +74,8 @@ class Status:
                 f"gitops_incidents_runs_total {self.runs}",
                 "# TYPE gitops_incidents_events_evaluated_total counter",
                 f"gitops_incidents_events_evaluated_total {self.events}",
+                "# TYPE gitops_incidents_prefect_events_total counter",
+                f"gitops_incidents_prefect_events_total {self.prefect_events}",
                 "# TYPE gitops_incidents_firings_total counter",
                 f"gitops_incidents_firings_total {self.firings}",
                 "# TYPE gitops_incidents_actions_total counter",
@@ -96,12 +105,86 @@ class Log:
         print(line, file=sys.stderr, flush=True)
 
 
+class PrefectFeed:
+    """Prefect's events for the loop (`--prefect-events`): a thread catches up from the
+    engine's cursor, follows the live stream, and catches up again whenever the stream is
+    lost; the loop takes what came. Nothing queued is lost on a stop: the cursor moves
+    only with what the loop evaluated, and a restart reads again from it."""
+
+    def __init__(self, engine: Engine, wake: threading.Event, log: Log, retry: float) -> None:
+        self.engine, self.wake, self.log, self.retry = engine, wake, log, retry
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._queued: list[Event] = []
+        self._thread = threading.Thread(target=self._run, daemon=True, name="prefect-events")
+
+    def start(self) -> None:
+        self.engine.prefect_since()  # the first time, the cursor is set here: in the loop
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._thread.join(timeout=5)
+
+    def pending(self) -> bool:
+        with self._lock:
+            return bool(self._queued)
+
+    def take(self) -> list[Event]:
+        with self._lock:
+            taken, self._queued = self._queued, []
+        return taken
+
+    def requeue(self, events: list[Event]) -> None:
+        with self._lock:
+            self._queued[:0] = events
+
+    def _put(self, events: list[Event]) -> None:
+        with self._lock:
+            self._queued.extend(events)
+        self.wake.set()
+
+    def _run(self) -> None:
+        from gitops_incidents.actions import ActionFailed
+        from gitops_incidents.prefect import events as bridge
+
+        problem = None
+        while not self.stopped.is_set():
+            try:
+                since = self.engine.prefect_since()
+                if since is not None:
+                    self._put(list(bridge.read(since, time.time())))
+                if problem is not None:
+                    self.log("info", "following Prefect's events again")
+                    problem = None
+                else:
+                    self.log("info", "following Prefect's events")
+                bridge.follow(self._put, batch_seconds=0.05, stopped=self.stopped.is_set)
+            except ActionFailed as exc:
+                if str(exc) != problem:
+                    self.log("error", "prefect events", detail=str(exc), retry=f"{self.retry}s")
+                problem = str(exc)
+            except gitcmd.GitError as exc:  # the ledger cannot be read: the loop says why
+                problem = str(exc)
+            self.stopped.wait(self.retry)
+
+
 class Daemon:
-    def __init__(self, root: Path, *, interval: float, log: Log, remote: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        interval: float,
+        log: Log,
+        remote: str | None = None,
+        prefect_events: bool = False,
+    ) -> None:
         self.root, self.interval, self.log = root, interval, log
         self.engine = Engine(root, remote)
         self.status = Status()
         self.wake = threading.Event()
+        self.feed = PrefectFeed(self.engine, self.wake, log, interval) if prefect_events else None
+        self._fed_at = 0.0  # when the loop last evaluated a batch of Prefect's events
         self.stopping = False
         self._observer: Any = None
         self._due_at: float | None = None  # the next proactive run, as of the last run
@@ -163,6 +246,8 @@ class Daemon:
     def run(self) -> int:
         self.signals()
         self.watch()
+        if self.feed is not None:
+            self.feed.start()
         seen = None
         while not self.stopping:
             if self._synced():
@@ -171,9 +256,13 @@ class Daemon:
                 if head != seen or due:
                     self._apply(head)
                     seen = head
+                if self.feed is not None and self._fed_at + BATCH_GAP <= time.monotonic():
+                    self._take_prefect(self.feed)
             self._sleep()
         if self._observer is not None:
             self._observer.stop()
+        if self.feed is not None:
+            self.feed.stop()
         self.log("info", "stopped")
         return 0
 
@@ -202,6 +291,8 @@ class Daemon:
         timeout = self.interval
         if self._due_at is not None:
             timeout = min(timeout, max(self._due_at - time.time(), 0.0))
+        if self.feed is not None and self.feed.pending():  # the rest of the gap
+            timeout = min(timeout, max(self._fed_at + BATCH_GAP - time.monotonic(), 0.0))
         if self.wake.wait(timeout):
             time.sleep(DEBOUNCE)  # a ref moves in steps: take them as one
         self.wake.clear()
@@ -211,13 +302,41 @@ class Daemon:
             self.status.head = head
             if head != self.status.position and self.status.behind_since is None:
                 self.status.behind_since = time.time()
+        report = self._guarded(self.engine.apply)
+        if report is not None:
+            position = self._account(report)
+            with self.status.lock:
+                if position == head:
+                    self.status.behind_since = None
+            self._show(report, position)
+
+    def _take_prefect(self, feed: PrefectFeed) -> None:
+        """The Prefect events that came since the last batch, evaluated in one write."""
+        events = feed.take()
+        if not events:
+            return
+        self._fed_at = time.monotonic()
+        report = Report()
+        if self._guarded(lambda: self.engine.take_from_prefect(events, report)) is None:
+            feed.requeue(events)  # the cursor did not move: the next batch has them
+            return
+        with self.status.lock:
+            self.status.prefect_events += len(events)
+        self.log("info", "evaluated Prefect's events", count=len(events))
+        self._show(report, self._account(report))
+
+    def _guarded(self, step: Callable[[], T]) -> T | None:
+        """The step's result, or None after saying why it failed (the daemon goes on)."""
         try:
-            report = self.engine.apply()
+            return step()
         except Exception as exc:
             with self.status.lock:
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
             self.log("error", "run failed", error=f"{type(exc).__name__}: {exc}")
-            return
+            return None
+
+    def _account(self, report: Report) -> str | None:
+        """The run in the status and the next deadline; the engine's position."""
         _, state = self.engine.ledger.read()
         self._due_at = next_due(state.windows)
         with self.status.lock:
@@ -231,10 +350,8 @@ class Daemon:
             self.status.firings += len(report.fired)
             self.status.actions.update(o.status for o in report.outcomes)
             self.status.position = state.position
-            if state.position == head:
-                self.status.behind_since = None
             self.status.last_error = None
-        self._show(report, state.position)
+        return state.position
 
     def _show(self, report: Report, position: str | None) -> None:
         for finding in report.findings:

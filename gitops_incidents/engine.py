@@ -168,47 +168,48 @@ class Engine:
         self.ledger.update(moved, f"published {sent} event(s) to Prefect")
         report.published += sent
 
-    def ingest_from_prefect(self, report: Report) -> int:
-        """Prefect's stored events since the cursor, evaluated as `ingest` does; how many.
+    def prefect_since(self) -> float | None:
+        """Where reading Prefect's stored events starts: CATCH_UP before the cursor
+        (Prefect stores events a few seconds after they occur, and a late one must not
+        be missed; ids seen before are ignored). None the first time, which sets the
+        cursor to now: the engine reads Prefect from now on, as the first `apply` starts
+        at HEAD."""
+        _, state = self.ledger.read()
+        if state.prefect_cursor is None:
+            now = time.time()
+            self.ledger.update(lambda s: setattr(s, "prefect_cursor", now), "read Prefect from now")
+            return None
+        return state.prefect_cursor - CATCH_UP
 
-        The first read starts now (as the first `apply` starts at HEAD). Each read goes
-        back CATCH_UP before the cursor: Prefect stores events a few seconds after they
-        occur, and a late one must not be missed; ids seen before are ignored."""
+    def ingest_from_prefect(self, report: Report) -> int:
+        """Prefect's stored events since the cursor, evaluated as `ingest` does; how many."""
         from gitops_incidents.prefect import events as bridge
 
-        _, state = self.ledger.read()
-        now = time.time()
-        if state.prefect_cursor is None:
-            self.ledger.update(lambda s: setattr(s, "prefect_cursor", now), "read Prefect from now")
+        since = self.prefect_since()
+        if since is None:
             return 0
-        return self.take_from_prefect(
-            list(bridge.read(state.prefect_cursor - CATCH_UP, now)), report
-        )
+        return self.take_from_prefect(list(bridge.read(since, time.time())), report)
 
     def take_from_prefect(self, events: list[Event], report: Report) -> int:
-        """Prefect's events (read or streamed), evaluated as `ingest` does, and the cursor
-        moved to the newest; how many were taken. Events about this tracker's own
-        incidents come from git, not from here."""
+        """Prefect's events (read or streamed), evaluated as `ingest` does, with the
+        cursor moved to the newest in the same write; how many were taken. Events about
+        this tracker's own incidents come from git, not from here."""
         own = f"{config_at(self.root, self.head()).namespace}.incident."
         taken = [e for e in events if not str(e["resource"]["prefect.resource.id"]).startswith(own)]
-        if taken:
-            report.merge(self.ingest(taken))
-        now = time.time()
-        newest = min(max((timestamp(e["occurred"]) for e in events), default=0.0), now)
-
-        def moved(state: State) -> None:
-            state.prefect_cursor = max(state.prefect_cursor or 0.0, newest)
-
-        if newest:
-            self.ledger.update(moved, f"read {len(events)} event(s) from Prefect")
+        newest = min(max((timestamp(e["occurred"]) for e in events), default=0.0), time.time())
+        if events:
+            report.merge(self.ingest(taken, cursor=newest or None))
         return len(taken)
 
-    def ingest(self, events: list[Event]) -> Report:
-        """External events, evaluated with the same engine and ledger."""
+    def ingest(self, events: list[Event], cursor: float | None = None) -> Report:
+        """External events, evaluated with the same engine and ledger; `cursor`: the
+        newest time read from Prefect, recorded in the same write."""
         report = Report()
         self._evaluate(report, replay=False, clock=None)
 
         def feed(state: State) -> list[FiringRecord]:
+            if cursor is not None:
+                state.prefect_cursor = max(state.prefect_cursor or 0.0, cursor)
             evaluator, automations = restore(self.root, state, config_at(self.root, self.head()))
             fired: list[Fired] = []
             # As Prefect's event clock does: an event from the future counts as now (give
@@ -232,7 +233,8 @@ class Engine:
             state.windows = evaluator.dump()
             return record_firings(state, fired, time.time())
 
-        report.fired.extend(self.ledger.update(feed, "ingest: external events"))
+        message = f"ingest: {len(events)} external event(s)"
+        report.fired.extend(self.ledger.update(feed, message))
         self._act(report)
         return report
 

@@ -31,6 +31,9 @@ SETTINGS = {
     "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
     "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    # No backfill of the live stream: what a follower missed while down must come from
+    # its own catch-up (from the engine's cursor), which is what the tests check.
+    "PREFECT_SERVER_EVENTS_MAXIMUM_WEBSOCKET_BACKFILL": "PT0S",
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
 

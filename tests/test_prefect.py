@@ -839,3 +839,51 @@ def test_following_the_live_stream_declares_at_once_and_stops_on_sigterm(
     # Restarted, it catches up from its cursor and declares nothing twice.
     assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0
     assert tracker.git("log", "--format=%s", "main").count("Declare flow-run-") == 1
+
+
+def test_the_daemon_follows_prefects_events_and_catches_up_after_a_restart(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    _pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
+    declare_it = "  - type: declare-incident\n    name: Flow run {{ event.resource.name }} failed\n    severity: SEV-2\n"
+    automation = on_flow_run("prefect.flow-run.Failed", declare_it).replace(
+        "  posture: Reactive\n",
+        f"  match_related: {{prefect.resource.id: 'prefect.deployment.{deployment['id']}'}}\n  posture: Reactive\n",
+    )
+    tracker.write("automations/declare.yaml", automation)
+    tracker.commit("declare on a failed run", when=T0 + 1)
+    assert run(capsys, tracker, "apply")[0] == 0
+    command = [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "watch",
+               "--prefect-events", "--interval", "0.5"]  # fmt: skip
+
+    def watch() -> subprocess.Popen[str]:
+        daemon = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        assert daemon.stderr is not None
+        while "following Prefect's events" not in daemon.stderr.readline():
+            assert daemon.poll() is None
+        time.sleep(1)  # the websocket is open
+        return daemon
+
+    def declared() -> list[str]:
+        log = tracker.git("log", "--format=%s", "main")
+        return [line for line in log.splitlines() if line.startswith("Declare flow-run-")]
+
+    daemon = watch()
+    started = time.monotonic()
+    first = prefect.failed_run(deployment["id"])
+    _wait(lambda: len(declared()) == 1, timeout=30)
+    latency = time.monotonic() - started
+    daemon.send_signal(signal.SIGTERM)
+    _, log = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, log
+    assert "evaluated Prefect's events" in log and " error " not in log
+    assert latency < 3  # a batch at most 0.25 s apart, after Prefect's own delivery
+    second = prefect.failed_run(deployment["id"])  # while no daemon runs
+    daemon = watch()  # caught up from its cursor first
+    _wait(lambda: len(declared()) == 2, timeout=30)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    for flow_run in (first, second):  # each declared once
+        assert sum(f"Flow run {flow_run['name']} failed" in s for s in declared()) == 1

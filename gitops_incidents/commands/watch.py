@@ -1,5 +1,5 @@
-"""`watch [--remote NAME] [--interval S] [--health ADDR] [--log-format text|json]`:
-the daemon."""
+"""`watch [--remote NAME] [--prefect-events] [--build] [--interval S] [--health ADDR]
+[--log-format text|json]`: the daemon."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "each interval, every ledger write and bot commit pushed there first, atomically "
         "with a lease, so that daemons on several hosts run each action once",
     )
+    parser.add_argument(
+        "--prefect-events",
+        action="store_true",
+        help="also evaluate Prefect's events (PREFECT_API_URL or the Prefect profile): "
+        "caught up from the engine's cursor, then its live stream, a batch at most every "
+        "0.25 s",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
@@ -55,9 +62,21 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError("--interval must be above 0")
     address = health_address(args.health) if args.health else None
+    if args.prefect_events:
+        from gitops_incidents.actions import ActionFailed
+        from gitops_incidents.prefect.client import configured
+
+        try:
+            configured()
+        except ActionFailed as exc:
+            raise UsageError(f"--prefect-events: {exc}") from None
     try:
         daemon = Daemon(
-            args.repo, interval=args.interval, log=Log(args.log_format), remote=args.remote
+            args.repo,
+            interval=args.interval,
+            log=Log(args.log_format),
+            remote=args.remote,
+            prefect_events=args.prefect_events,
         )
     except gitcmd.GitError as exc:
         raise UsageError(str(exc)) from None

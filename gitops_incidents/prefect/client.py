@@ -21,8 +21,22 @@ def connect(timeout: float | None = None) -> Iterator[SyncPrefectClient]:
     """The Prefect client of the user's profile (each request limited to `timeout`
     seconds, if given); its errors as ActionFailed (for good) or Transient (worth
     another try)."""
+    configured()
+    from prefect.client.orchestration import get_client
+
     try:
-        from prefect.client.orchestration import get_client
+        settings = {"timeout": timeout} if timeout else None
+        with get_client(httpx_settings=settings, sync_client=True) as client:
+            yield client
+    except ActionFailed:
+        raise
+    except Exception as exc:
+        raise outcome(exc) from None
+
+
+def configured() -> None:
+    """Raise ActionFailed unless prefect-client is installed and an API is set."""
+    try:
         from prefect.settings import PREFECT_API_URL
     except ImportError:
         raise ActionFailed(f"calling Prefect needs the optional extra: {EXTRA}") from None
@@ -32,14 +46,6 @@ def connect(timeout: float | None = None) -> Iterator[SyncPrefectClient]:
             "no Prefect API to call: set PREFECT_API_URL (and PREFECT_API_KEY for Prefect "
             "Cloud), or select a Prefect profile that has them"
         )
-    try:
-        settings = {"timeout": timeout} if timeout else None
-        with get_client(httpx_settings=settings, sync_client=True) as client:
-            yield client
-    except ActionFailed:
-        raise
-    except Exception as exc:
-        raise outcome(exc) from None
 
 
 def outcome(exc: Exception) -> ActionFailed:

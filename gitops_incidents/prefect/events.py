@@ -75,16 +75,20 @@ def _moment(seconds: float) -> Any:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def follow(take: Callable[[list[Event]], None], batch_seconds: float = 1.0) -> None:
+def follow(
+    take: Callable[[list[Event]], None],
+    batch_seconds: float = 1.0,
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
     """Prefect's live event stream (its websocket), handed to `take` in small batches (at
-    most `batch_seconds` old), until the process is stopped. Raises ActionFailed when the
-    stream is lost for good (the client reconnects by itself before that)."""
+    most `batch_seconds` old), until `stopped()` (asked at least every second) or the
+    process is stopped. Raises ActionFailed when the stream is lost for good (the client
+    reconnects by itself before that)."""
     import asyncio
 
-    from gitops_incidents.prefect.client import connect as check
+    from gitops_incidents.prefect.client import configured
 
-    with check():  # the extra and an API, or one clear line
-        pass
+    configured()  # the extra and an API, or one clear line
 
     async def stream() -> None:
         from prefect.events.clients import get_events_subscriber
@@ -92,12 +96,13 @@ def follow(take: Callable[[list[Event]], None], batch_seconds: float = 1.0) -> N
         async with get_events_subscriber() as subscriber:
             events = aiter(subscriber)
             batch: list[Event] = []
-            while True:
-                wait = batch_seconds if batch else None
+            while not stopped():
+                wait = batch_seconds if batch else 1.0
                 try:
                     event = await asyncio.wait_for(anext(events), timeout=wait)
                 except TimeoutError:
-                    take(batch)
+                    if batch:
+                        take(batch)
                     batch = []
                     continue
                 batch.append(event.model_dump(mode="json", exclude={"received"}))
