@@ -10,6 +10,7 @@ flight finish and be recorded, then the daemon exits 0.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -178,6 +179,7 @@ class Daemon:
         log: Log,
         remote: str | None = None,
         prefect_events: bool = False,
+        site: Path | None = None,
     ) -> None:
         self.root, self.interval, self.log = root, interval, log
         self.engine = Engine(root, remote)
@@ -185,6 +187,13 @@ class Daemon:
         self.wake = threading.Event()
         self.feed = PrefectFeed(self.engine, self.wake, log, interval) if prefect_events else None
         self._fed_at = 0.0  # when the loop last evaluated a batch of Prefect's events
+        self.site = site  # where --build builds the site, or None
+        if site is not None:  # MkDocs's warnings as the daemon's own lines
+            mkdocs = logging.getLogger("mkdocs")
+            mkdocs.addHandler(_Logged(log))
+            mkdocs.setLevel(logging.WARNING)
+            mkdocs.propagate = False
+        self._built: str | None = None  # the position the site was last built at
         self.stopping = False
         self._observer: Any = None
         self._due_at: float | None = None  # the next proactive run, as of the last run
@@ -256,6 +265,7 @@ class Daemon:
                 if head != seen or due:
                     self._apply(head)
                     seen = head
+                    self._build()
                 if self.feed is not None and self._fed_at + BATCH_GAP <= time.monotonic():
                     self._take_prefect(self.feed)
             self._sleep()
@@ -325,6 +335,18 @@ class Daemon:
         self.log("info", "evaluated Prefect's events", count=len(events))
         self._show(report, self._account(report))
 
+    def _build(self) -> None:
+        """With --build: the site, again if the branch moved since the last build."""
+        if self.site is None or self._position is None or self._position == self._built:
+            return
+        from gitops_incidents.commands.build import build_site
+
+        site, started = self.site, time.monotonic()
+        if self._guarded(lambda: build_site(self.root, site)) is not None:
+            self._built = self._position
+            elapsed = f"{time.monotonic() - started:.2f}s"
+            self.log("info", "site built", out=str(site), seconds=elapsed)
+
     def _guarded(self, step: Callable[[], T]) -> T | None:
         """The step's result, or None after saying why it failed (the daemon goes on)."""
         try:
@@ -372,6 +394,16 @@ class Daemon:
         if report.fired or report.outcomes or position != self._position:
             self.log("info", "evaluated", position=(position or "")[:12])
         self._position = position
+
+
+class _Logged(logging.Handler):
+    def __init__(self, log: Log) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        self.log(level, "site", detail=record.getMessage())
 
 
 def serve_health(status: Status, host: str, port: int) -> ThreadingHTTPServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Repo
+from tests.conftest import ROOT, Repo
 from tests.prefect_server import free_port
 from tests.webhook_server import Receiver, serve
 
@@ -384,3 +385,23 @@ def test_a_remote_that_is_down_is_said_once_and_followed_again_when_back(
     eventually(lambda: len(receiver.to("/pager")) == 1)
     code, log = watch.stop()
     assert code == 0 and log.count(" error ") == 1, log
+
+
+def test_build_rebuilds_the_site_after_the_branch_moves(
+    tracker: Repo, receiver: Receiver, tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / "site", tracker.path / "site", ignore=shutil.ignore_patterns("build"))
+    tracker.commit("the site")
+    out = tmp_path / "public"
+    watch = Watch(tracker, receiver, "--build", str(out), "--log-format", "json")
+    first = json.loads(watch.wait_for("site built", timeout=60))
+    assert first["out"] == str(out) and "Database down" not in (out / "index.html").read_text()
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare")
+    again = json.loads(watch.wait_for("site built", timeout=60))
+    assert "Database down" in (out / "index.html").read_text()
+    assert "Database down" in (out / "incidents" / "db.html").read_text()
+    print(f"site built in {first['seconds']}, again in {again['seconds']}")
+    code, log = watch.stop()
+    assert code == 0
+    assert all(json.loads(line)["level"] == "info" for line in log.splitlines() if line), log

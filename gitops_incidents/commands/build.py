@@ -83,11 +83,7 @@ def log_to_stderr() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mkdocs.commands.build import build  # imported when used: slow
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import MkDocsException
-
-    mkdocs_file = config_file(args.repo)
+    config_file(args.repo)
     log_to_stderr()
     out = (args.out or args.repo / DEFAULT_OUT).resolve()
     check_out(args.repo, out, force=args.force)
@@ -100,6 +96,20 @@ def run(args: argparse.Namespace) -> int:
             return 1
     elif args.base:
         raise UsageError("--base goes with --safe")
+    build_site(args.repo, out)
+    print(f"site built in {out}", file=sys.stderr)
+    return 0
+
+
+def build_site(root: Path, out: Path) -> Path:
+    """Build the site into `out` (a folder `check_out` accepted); UsageError with
+    MkDocs's reason. Run again in one process (the daemon's `--build`), MkDocs stays
+    imported, and every file version parsed before comes from the parse cache."""
+    from mkdocs.commands.build import build  # imported when used: slow
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    mkdocs_file = config_file(root)
     try:
         build(load_config(config_file=str(mkdocs_file), site_dir=str(out)))
         (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
@@ -107,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{mkdocs_file}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
-    print(f"site built in {out}", file=sys.stderr)
-    return 0
+    return out
 
 
 def unsafe(root: Path, base: str | None) -> list[Finding]:

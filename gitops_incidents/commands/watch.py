@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
+from gitops_incidents.commands.build import DEFAULT_OUT, check_out, config_file
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -46,6 +48,14 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "caught up from the engine's cursor, then its live stream, a batch at most every "
         "0.25 s",
     )
+    parser.add_argument(
+        "--build",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help=f"rebuild the site after the branch moves, into DIR (default: {DEFAULT_OUT}), "
+        "MkDocs kept loaded between builds",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
@@ -62,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError("--interval must be above 0")
     address = health_address(args.health) if args.health else None
+    site = None
+    if args.build is not None:
+        config_file(args.repo)
+        site = (Path(args.build) if args.build else args.repo / DEFAULT_OUT).resolve()
+        check_out(args.repo, site, force=False)
     if args.prefect_events:
         from gitops_incidents.actions import ActionFailed
         from gitops_incidents.prefect.client import configured
@@ -77,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             log=Log(args.log_format),
             remote=args.remote,
             prefect_events=args.prefect_events,
+            site=site,
         )
     except gitcmd.GitError as exc:
         raise UsageError(str(exc)) from None
