@@ -200,6 +200,7 @@ class Daemon:
         self._position: str | None = None  # where the last run left the engine
         self._counted: int | None = None  # the events of history counted by then
         self._remote_problem: str | None = None  # what kept the remote from syncing
+        self._reload = False  # SIGHUP came: the engine is made again from the configuration
 
     # -- what wakes it
 
@@ -243,7 +244,7 @@ class Daemon:
             self.wake.set()
 
         def reload(number: int, frame: object) -> None:
-            self.log("info", "SIGHUP: the configuration is read again on the next run")
+            self._reload = True
             self.wake.set()
 
         signal.signal(signal.SIGTERM, stop)
@@ -259,6 +260,9 @@ class Daemon:
             self.feed.start()
         seen = None
         while not self.stopping:
+            if self._reload:
+                self._reconfigure()
+                seen = None
             if self._synced():
                 head = gitcmd.ref_value(self.root, self.engine.branch_ref)
                 due = self._due_at is not None and self._due_at <= time.time()
@@ -275,6 +279,19 @@ class Daemon:
             self.feed.stop()
         self.log("info", "stopped")
         return 0
+
+    def _reconfigure(self) -> None:
+        """SIGHUP: the engine made again from the configuration at HEAD (the branch
+        followed, the automations' cache), then a run."""
+        self._reload = False
+        remote = self.engine.remote.name if self.engine.remote else None
+        engine = self._guarded(lambda: Engine(self.root, remote))
+        if engine is None:
+            return  # said why: the engine as it was goes on
+        self.engine = engine
+        if self.feed is not None:
+            self.feed.engine = engine
+        self.log("info", "configuration read again", ref=engine.branch_ref)
 
     def _synced(self) -> bool:
         """With a remote: fetched, and the branch following it; said once when that

@@ -405,3 +405,22 @@ def test_build_rebuilds_the_site_after_the_branch_moves(
     code, log = watch.stop()
     assert code == 0
     assert all(json.loads(line)["level"] == "info" for line in log.splitlines() if line), log
+
+
+def test_sighup_reads_the_configuration_again(tracker: Repo, receiver: Receiver) -> None:
+    watch = Watch(tracker, receiver, "--interval", "0.2")
+    tracker.write("gitops-incidents.yaml", CONFIG + "branch: ops\n")
+    tracker.commit("follow ops")
+    tracker.git("checkout", "-q", "-b", "ops")
+    tracker.write("incidents/early.yaml", "name: Before the signal\nseverity: SEV-2\n")
+    tracker.commit("declare on ops")
+    time.sleep(1)
+    assert receiver.to("/pager") == []  # main is followed until told
+    watch.process.send_signal(signal.SIGHUP)
+    assert "ref=refs/heads/ops" in watch.wait_for("configuration read again")
+    watch.wait_for("evaluated")  # the first run on ops starts at its tip
+    tracker.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    tracker.commit("declare")
+    eventually(lambda: len(receiver.to("/pager")) == 1)
+    assert receiver.to("/pager")[0].body == f"{NS}.incident.db".encode()
+    assert watch.stop()[0] == 0
