@@ -9,6 +9,7 @@ flight finish and be recorded, then the daemon exits 0.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -31,8 +32,6 @@ from gitops_incidents.triggers import iso, next_due
 T = TypeVar("T")
 # Refs move by a lock file renamed into place: changes this close together are one.
 DEBOUNCE = 0.05
-# The watchdog events that change a file (not "opened" or "closed_no_write").
-WRITES = frozenset({"created", "modified", "moved", "deleted", "closed"})
 # A test hook, as faults.py's crash points: the observer behaves as if inotify failed.
 NO_OBSERVER = "GITOPS_INCIDENTS_NO_OBSERVER"
 # Prefect's events are evaluated at most this often, each batch in one write of the
@@ -183,6 +182,7 @@ class Daemon:
     ) -> None:
         self.root, self.interval, self.log = root, interval, log
         self.engine = Engine(root, remote)
+        self.common_dir = gitcmd.git_dir(root)
         self.status = Status()
         self.wake = threading.Event()
         self.feed = PrefectFeed(self.engine, self.wake, log, interval) if prefect_events else None
@@ -206,24 +206,31 @@ class Daemon:
 
     def watch(self) -> None:
         """Watch the refs with watchdog; on failure, say so and rely on the poll."""
-        git_dir = Path(gitcmd.run(self.root, "rev-parse", "--absolute-git-dir").strip())
+        git_dir = self.common_dir  # where the refs are, for every worktree
         try:
             if os.environ.get(NO_OBSERVER):
                 raise OSError("the observer is turned off")
-            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog import events
             from watchdog.observers import Observer
 
             wake = self.wake
+            # Writes only: the loop's own reads of the refs open them too, and inotify
+            # need not even report those (the filter is its mask).
+            writes: list[type[events.FileSystemEvent]] = [
+                events.FileCreatedEvent,
+                events.FileModifiedEvent,
+                events.FileMovedEvent,
+                events.FileDeletedEvent,
+                events.FileClosedEvent,
+            ]
 
-            class Moved(FileSystemEventHandler):
-                def on_any_event(self, event: FileSystemEvent) -> None:
-                    # Writes only: reading a ref (as this loop does) opens it too.
-                    if event.event_type in WRITES and "/objects/" not in str(event.src_path):
-                        wake.set()
+            class Moved(events.FileSystemEventHandler):
+                def on_any_event(self, event: events.FileSystemEvent) -> None:
+                    wake.set()
 
             observer = Observer()
-            observer.schedule(Moved(), str(git_dir), recursive=False)  # HEAD, packed-refs
-            observer.schedule(Moved(), str(git_dir / "refs"), recursive=True)
+            for path, recursive in ((git_dir, False), (git_dir / "refs", True)):  # packed-refs
+                observer.schedule(Moved(), str(path), recursive=recursive, event_filter=writes)
             observer.daemon = True
             observer.start()
             self._observer = observer
@@ -264,7 +271,7 @@ class Daemon:
                 self._reconfigure()
                 seen = None
             if self._synced():
-                head = gitcmd.ref_value(self.root, self.engine.branch_ref)
+                head = gitcmd.peek_ref(self.common_dir, self.engine.branch_ref)
                 due = self._due_at is not None and self._due_at <= time.time()
                 if head != seen or due:
                     self._apply(head)
@@ -445,5 +452,8 @@ def serve_health(status: Status, host: str, port: int) -> ThreadingHTTPServer:
             pass  # the daemon's own log says what matters
 
     server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    # A long poll: it only bounds how soon shutdown() returns (never called: the thread
+    # ends with the process), and the default half second costs idle processor time.
+    serve = functools.partial(server.serve_forever, poll_interval=3600)
+    threading.Thread(target=serve, daemon=True, name="health").start()
     return server

@@ -325,6 +325,31 @@ def ref_value(root: Path, ref: str) -> str | None:
         return None
 
 
+def peek_ref(common_dir: Path, ref: str) -> str | None:
+    """What a branch ref holds, read from its file or packed-refs, without starting a
+    process (the daemon's poll); as `ref_value` where the files say anything else
+    (a symbolic ref, the reftable format)."""
+    try:
+        loose = (common_dir / ref).read_text().strip()
+    except FileNotFoundError:
+        loose = ""
+    except OSError:
+        return ref_value(common_dir, ref)
+    if len(loose) == 40 and not (common_dir / "reftable").exists():
+        return loose
+    if loose or (common_dir / "reftable").exists():
+        return ref_value(common_dir, ref)
+    try:
+        packed = (common_dir / "packed-refs").read_text()
+    except FileNotFoundError:
+        return None
+    for line in packed.splitlines():
+        value, _, name = line.partition(" ")
+        if name == ref:
+            return value
+    return None
+
+
 def commit_tree(
     root: Path,
     parent: str | None,

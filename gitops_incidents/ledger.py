@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -136,7 +136,8 @@ class State:
     prefect_cursor: float | None = None
 
     def to_json(self) -> bytes:
-        data = {"format": FORMAT, **asdict(self)}
+        # pydantic's serializer, not dataclasses.asdict: that deep-copies every field.
+        data = {"format": FORMAT, **_adapter().dump_python(self, mode="json")}
         # One key a line: git stores each new version as a small delta of the last.
         return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
