@@ -32,6 +32,8 @@ from typing import Any
 from gitops_incidents import events, models, validation, yamlio
 
 KEEP_CHECKPOINTS = 16
+# Incident states of the last load of many, by content address (Cache.states).
+_RECENT: dict[str, Any] = {}
 
 
 def _fingerprint() -> str:
@@ -200,14 +202,23 @@ class Cache:
     # -- incident states and checkpoints
 
     def states(self, keys: Iterable[str]) -> dict[str, Any]:
-        """Incident states by content address: all of them, or CacheDamaged."""
+        """Incident states by content address: all of them, or CacheDamaged. Those of
+        the last load of many (every incident, as each run of the daemon loads them)
+        are kept in memory: content-addressed, they are never stale, and only one
+        checkpoint's worth is kept. Callers rebind a state's fields, never change
+        them in place, so the kept values are shared."""
         wanted = list(keys)
+        found = {key: _RECENT[key] for key in wanted if key in _RECENT}
+        missing = [key for key in wanted if key not in found]
         try:
-            found = {key: _unpack(key, value) for key, value in self._select("states", wanted)}
+            found |= {key: _unpack(key, value) for key, value in self._select("states", missing)}
         except _Damaged:
             found = {}
         if len(found) < len(set(wanted)):
             raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
+        if len(wanted) > 1:
+            _RECENT.clear()
+            _RECENT.update(found)
         return found
 
     def checkpoint(self, commit: str) -> dict[str, Any] | None:
