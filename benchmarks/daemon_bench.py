@@ -30,7 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.synthetic import generate
+from benchmarks.synthetic import generate, git
 from tests.prefect_server import free_port
 from tests.webhook_server import Receiver, serve
 
@@ -82,19 +82,6 @@ while True:
         urllib.request.urlopen(url, data=now.encode()).read()
 """
 INCIDENTS = 500
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-
-
-def git(root: Path, *args: str) -> str:
-    env = {**os.environ, **IDENTITY}
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, env=env)
-    done.check_returncode()
-    return done.stdout
 
 
 def fresh_clone(scratch: Path, commits: int) -> Path:

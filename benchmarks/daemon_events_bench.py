@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.synthetic import git
 from tests.prefect_server import free_port, running
 
 AUTOMATION = """\
@@ -67,19 +68,6 @@ async def main():
 
 asyncio.run(main())
 """
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, check=True,
-        env={**os.environ, **IDENTITY},
-    ).stdout  # fmt: skip
 
 
 def tracker(path: Path) -> Path:

@@ -9,6 +9,7 @@ same arguments always give the same history, byte for byte.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import subprocess
@@ -23,6 +24,13 @@ AUTHORS = [
 ]
 SEVERITIES = ["SEV-1", "SEV-2", "SEV-3", "SEV-4", "SEV-5"]
 TAGS = ["prod", "staging", "database", "network", "etl", "storage", "k8s", "aws"]
+# Who commits in the benchmarks' repositories, whatever the machine's git identity.
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 MAX_COMMENTS = 6
 
@@ -81,6 +89,14 @@ def _change(incident: _Incident, rng: random.Random, author: str) -> str:
         return "change severity of"
     incident.status = "resolved"
     return "resolve"
+
+
+def git(root: Path, *args: str) -> str:
+    """Run git in `root` as the benchmarks' identity; its output."""
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True,
+        env={**os.environ, **IDENTITY},
+    ).stdout  # fmt: skip
 
 
 def generate(path: Path, *, incidents: int, commits: int, seed: int = 0) -> Path:

@@ -798,11 +798,11 @@ def test_declare_from_a_work_pool_a_deployment_or_a_block(
             assert link in lines, (source, lines)
 
 
-def test_following_the_live_stream_declares_at_once_and_stops_on_sigterm(
+def _declaring_failed_runs(
     tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import signal
-
+) -> dict[str, Any]:
+    """An automation that declares an incident when a run of a new deployment fails,
+    applied; the deployment."""
     _pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
     declare_it = "  - type: declare-incident\n    name: Flow run {{ event.resource.name }} failed\n    severity: SEV-2\n"
     automation = on_flow_run("prefect.flow-run.Failed", declare_it).replace(
@@ -812,6 +812,15 @@ def test_following_the_live_stream_declares_at_once_and_stops_on_sigterm(
     tracker.write("automations/declare.yaml", automation)
     tracker.commit("declare on a failed run", when=T0 + 1)
     assert run(capsys, tracker, "apply")[0] == 0
+    return deployment
+
+
+def test_following_the_live_stream_declares_at_once_and_stops_on_sigterm(
+    tracker: Repo, prefect: Prefect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    deployment = _declaring_failed_runs(tracker, prefect, capsys)
     assert run(capsys, tracker, "ingest", "--from-prefect", "--once")[0] == 0  # the cursor: now
     follower = subprocess.Popen(
         [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "ingest", "--from-prefect"],
@@ -846,15 +855,7 @@ def test_the_daemon_follows_prefects_events_and_catches_up_after_a_restart(
 ) -> None:
     import signal
 
-    _pool, deployment = prefect.pool_and_deployment("k8s-prod", "nightly-etl")
-    declare_it = "  - type: declare-incident\n    name: Flow run {{ event.resource.name }} failed\n    severity: SEV-2\n"
-    automation = on_flow_run("prefect.flow-run.Failed", declare_it).replace(
-        "  posture: Reactive\n",
-        f"  match_related: {{prefect.resource.id: 'prefect.deployment.{deployment['id']}'}}\n  posture: Reactive\n",
-    )
-    tracker.write("automations/declare.yaml", automation)
-    tracker.commit("declare on a failed run", when=T0 + 1)
-    assert run(capsys, tracker, "apply")[0] == 0
+    deployment = _declaring_failed_runs(tracker, prefect, capsys)
     command = [sys.executable, "-m", "gitops_incidents", "--repo", str(tracker.path), "watch",
                "--prefect-events", "--interval", "0.5"]  # fmt: skip
 
