@@ -248,13 +248,17 @@ class Ledger:
         ).strip()
 
     def update(self, change: Callable[[State], T], message: str) -> T:
-        """Apply `change` to the newest state and publish it; on a lost race, read
-        the winner's state and apply `change` again. `change` must be repeatable."""
+        """Apply `change` to the newest state and publish it (if it changed); on a lost
+        race, read the winner's state and apply `change` again. `change` must be
+        repeatable."""
         delay = 0.01
         while True:
             commit, state = self.read()
+            before = state.to_json()
             result = change(state)
-            if self.write(state, commit, message) is not None:
+            # A change that changed nothing (a claim another runner already took) is
+            # not written: no commit, and with a remote, no push.
+            if state.to_json() == before or self.write(state, commit, message) is not None:
                 return result
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
