@@ -273,9 +273,8 @@ class Daemon:
             if self._synced():
                 head = gitcmd.peek_ref(self.common_dir, self.engine.branch_ref)
                 due = self._due_at is not None and self._due_at <= time.time()
-                if head != seen or due:
-                    self._apply(head)
-                    seen = head
+                if (head != seen or due) and self._apply(head):
+                    seen = head  # a run that failed is tried again at the next poll
                     self._build()
                 if self.feed is not None and self._fed_at + BATCH_GAP <= time.monotonic():
                     self._take_prefect(self.feed)
@@ -331,18 +330,20 @@ class Daemon:
             time.sleep(DEBOUNCE)  # a ref moves in steps: take them as one
         self.wake.clear()
 
-    def _apply(self, head: str | None) -> None:
+    def _apply(self, head: str | None) -> bool:
         with self.status.lock:
             self.status.head = head
             if head != self.status.position and self.status.behind_since is None:
                 self.status.behind_since = time.time()
         report = self._guarded(self.engine.apply)
-        if report is not None:
-            position = self._account(report)
-            with self.status.lock:
-                if position == head:
-                    self.status.behind_since = None
-            self._show(report, position)
+        if report is None:
+            return False
+        position = self._account(report)
+        with self.status.lock:
+            if position == head:
+                self.status.behind_since = None
+        self._show(report, position)
+        return True
 
     def _take_prefect(self, feed: PrefectFeed) -> None:
         """The Prefect events that came since the last batch, evaluated in one write."""
