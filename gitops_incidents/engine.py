@@ -106,12 +106,12 @@ class Engine:
         self.root = root
         config = config_at(root, "HEAD") if gitcmd.ref_value(root, "HEAD") else Config()
         self.branch_ref = branch_ref(root, config)
-        branch = self.branch_ref.removeprefix("refs/heads/")
+        self.ledger = Ledger(root, self.branch_ref.removeprefix("refs/heads/"))
         # With a remote (the daemon's --remote), the ledger's races are decided there.
         self.remote = None
         if remote is not None:
-            self.remote = Remote(root, remote, self.branch_ref, Ledger(root, branch).ref)
-        self.ledger = Ledger(root, branch, self.remote)
+            self.remote = Remote(root, remote, self.branch_ref, self.ledger.ref)
+            self.ledger.remote = self.remote
         self._states: dict[str, IncidentState] = {}  # incidents as of the last evaluation
         self._automations: dict[tuple[str, str], tuple[Automation | None, list[Finding]]] = {}
 
@@ -244,7 +244,6 @@ class Engine:
         """Phase 1: evaluate the new commits and publish position, windows and firings."""
         while True:
             commit, state = self.ledger.read()
-            unchanged = (state.clock, state.to_json())
             head = self.head()
             before = state.position
             walk = evaluate_history(
@@ -260,7 +259,7 @@ class Engine:
             state.skipped = [*state.skipped, *map(skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")
             message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
-            if _only_the_clock_moved(state, unchanged) or self.ledger.write(state, commit, message):
+            if self.ledger.write(state, commit, message) is not None:
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
                 report.skipped.extend(walk.skipped)
@@ -276,7 +275,7 @@ class Engine:
         while True:
             recorded, state = self.ledger.read()
             _record(state, key, "done", f"committed {commit[:12]}")
-            new = self.ledger.commit(state, recorded, f"done {key} with its commit")
+            new = self.ledger.commit(state.to_json(), recorded, f"done {key} with its commit")
             if self.remote.push({self.branch_ref: (commit, tip), self.ledger.ref: (new, recorded)}):
                 return True
             if self.remote.remote_branch() != tip:
@@ -359,17 +358,6 @@ class Engine:
             state.invocations[key].intent = intent
 
         self.ledger.update(note, f"stage {key}")
-
-
-def _only_the_clock_moved(state: State, before: tuple[float, bytes]) -> bool:
-    """Whether a run changed nothing but the clock: then it writes nothing (an idle
-    daemon or a scheduled apply adds no commit, and with a remote, no push). A later run
-    advances from the older clock to its own as this one did."""
-    clock, data = before
-    moved, state.clock = state.clock, clock
-    same = state.to_json() == data
-    state.clock = moved
-    return same
 
 
 UNKNOWN = (

@@ -375,6 +375,12 @@ def commit_tree(
     return run(root, "commit-tree", tree, *parents, stdin=message.encode(), env=env).strip()
 
 
+def set_refs(root: Path, refs: dict[str, str], reason: str) -> None:
+    """Set each ref to its commit, whatever it held, in one transaction (one process)."""
+    lines = "".join(f"update {ref} {new}\n" for ref, new in refs.items())
+    run(root, "update-ref", "-m", reason, "--stdin", stdin=lines.encode())
+
+
 def checked_out(root: Path, ref: str) -> bool:
     try:
         return run(root, "symbolic-ref", "-q", "HEAD").strip() == ref

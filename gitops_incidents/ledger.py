@@ -202,6 +202,7 @@ class Ledger:
         self.ref = f"refs/gitops-incidents/{branch}"
         # With a remote (the daemon's), each write is decided there (remote.py).
         self.remote = remote
+        self._last_read: tuple[str, bytes, float] | None = None  # commit, bytes, clock
 
     def read(self) -> tuple[str | None, State]:
         commit = gitcmd.ref_value(self.root, self.ref)
@@ -211,7 +212,9 @@ class Ledger:
         try:
             if data is None:
                 raise ValueError("the file is missing")
-            return commit, State.from_json(data)
+            state = State.from_json(data)
+            self._last_read = (commit, data, state.clock)
+            return commit, state
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # Never guess at a damaged ledger: actions could run twice. Its history has
             # the last good version (git log <ref>).
@@ -221,16 +224,35 @@ class Ledger:
             ) from None
 
     def write(self, state: State, expected: str | None, message: str) -> str | None:
-        """Publish `state` if the ref is still at `expected`: the new commit, or None."""
-        commit = self.commit(state, expected, message)
+        """Publish `state` if the ref is still at `expected`: the new commit, or None.
+        A state that is the one at `expected` but for its clock is not written (no
+        commit; with a remote, no push): an idle run or a claim another runner already
+        took changes nothing, and the next run advances from the older clock as this
+        one did."""
+        data = state.to_json()
+        if self._unchanged(state, expected, data):
+            return expected
+        commit = self.commit(data, expected, message)
         if self.remote is not None:
             return commit if self.remote.push({self.ref: (commit, expected)}) else None
         return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
 
-    def commit(self, state: State, parent: str | None, message: str) -> str:
-        """A commit of `state` on `parent`, on no ref yet."""
+    def _unchanged(self, state: State, expected: str | None, data: bytes) -> bool:
+        if self._last_read is None or self._last_read[0] != expected:
+            return False
+        _, before, clock = self._last_read
+        if data == before or state.clock == clock:
+            return data == before
+        moved, state.clock = state.clock, clock
+        try:
+            return state.to_json() == before
+        finally:
+            state.clock = moved
+
+    def commit(self, data: bytes, parent: str | None, message: str) -> str:
+        """A commit of a state's `data` (State.to_json) on `parent`, on no ref yet."""
         root = self.root
-        blob = gitcmd.run(root, "hash-object", "-w", "--stdin", stdin=state.to_json()).strip()
+        blob = gitcmd.run(root, "hash-object", "-w", "--stdin", stdin=data).strip()
         tree = gitcmd.run(root, "mktree", stdin=f"100644 blob {blob}\t{STATE_FILE}\n".encode())
         parents = ["-p", parent] if parent else []
         return gitcmd.run(
@@ -248,17 +270,13 @@ class Ledger:
         ).strip()
 
     def update(self, change: Callable[[State], T], message: str) -> T:
-        """Apply `change` to the newest state and publish it (if it changed); on a lost
-        race, read the winner's state and apply `change` again. `change` must be
-        repeatable."""
+        """Apply `change` to the newest state and publish it; on a lost race, read
+        the winner's state and apply `change` again. `change` must be repeatable."""
         delay = 0.01
         while True:
             commit, state = self.read()
-            before = state.to_json()
             result = change(state)
-            # A change that changed nothing (a claim another runner already took) is
-            # not written: no commit, and with a remote, no push.
-            if state.to_json() == before or self.write(state, commit, message) is not None:
+            if self.write(state, commit, message) is not None:
                 return result
             time.sleep(delay)
             delay = min(delay * 2, 0.5)

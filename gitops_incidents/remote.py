@@ -65,9 +65,9 @@ class Remote:
                 self.engine_ref: self.engine_tracking,
                 self.branch_ref: self.branch_tracking,
             }
-            for ref, (new, _) in moves.items():
-                gitcmd.run(self.root, "update-ref", "-m", "gitops-incidents push", ref, new)
-                gitcmd.run(self.root, "update-ref", tracking[ref], new)
+            local = {ref: new for ref, (new, _) in moves.items()}
+            local |= {tracking[ref]: new for ref, new in local.items()}
+            gitcmd.set_refs(self.root, local, "gitops-incidents push")
             return True
         if any(line.startswith("!") for line in out.splitlines()):
             self._fetch()
@@ -103,8 +103,7 @@ class Remote:
             return local is None or self.push({self.engine_ref: (local, None)})
         if local != remote:
             # Never ahead of the remote's: every local write was pushed there first.
-            gitcmd.run(self.root, "update-ref", "-m", "gitops-incidents fetch", self.engine_ref,
-                       remote)  # fmt: skip
+            gitcmd.set_refs(self.root, {self.engine_ref: remote}, "gitops-incidents fetch")
         return True
 
     def follow(self, staged: str | None = None) -> str | None:
