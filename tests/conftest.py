@@ -141,7 +141,7 @@ def tracker(repo: Repo, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--streams",
-        default="300",
+        default="2000",
         help="how many random streams the differential test runs through both evaluators",
     )
     parser.addoption("--stream-seed", default="12", help="the seed of those streams")
