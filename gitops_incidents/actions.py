@@ -479,36 +479,20 @@ def _check(path: str, data: bytes, model: type[Any], config: Config) -> bytes:
 
 
 def _edit_yaml(
-    path: str, model: type[Any], config: Config, change: Callable[[Any], bool]
+    path: str, model: type[Any], config: Config, change: incident_writer.Change
 ) -> Callable[[bytes | None], bytes | None]:
-    """An edit of a YAML (or JSON) file that keeps its comments and layout; `change`
-    alters the data in place and says whether anything changed."""
+    """An edit of a YAML (or JSON) file that keeps its comments and layout."""
 
     def edit(old: bytes | None) -> bytes | None:
         if old is None:
             raise ActionFailed(f"{path} does not exist on the branch")
         try:
-            text = yamlio.decode(old)
-            if path.endswith(".json"):
-                data = json.loads(text)
-                if not change(data):
-                    return old
-                new = json.dumps(data, indent=_json_indent(text), ensure_ascii=False) + "\n"
-            else:
-                document = yamlio.RoundTrip(text)
-                if not change(document.data):
-                    return old
-                new = document.dump()
+            new = incident_writer.edit_text(path, yamlio.decode(old), change)
         except (yamlio.LoadError, ValueError) as exc:
             raise ActionFailed(f"{path} cannot be edited: {exc}") from None
-        return _check(path, new.encode(), model, config)
+        return old if new is None else _check(path, new.encode(), model, config)
 
     return edit
-
-
-def _json_indent(text: str) -> int:
-    match = re.search(r"\n( +)\S", text)
-    return len(match.group(1)) if match else 2
 
 
 def _incident_path(call: Call) -> str:
@@ -518,58 +502,34 @@ def _incident_path(call: Call) -> str:
     return f"{tracker.INCIDENTS}/{incident_id}.yaml"
 
 
-def _set(key: str, value: Any) -> Callable[[Any], bool]:
-    def change(data: Any) -> bool:
-        if data.get(key) == value:
-            return False
-        data[key] = value
-        return True
-
-    return change
+def _edit_incident(
+    call: Call, change: incident_writer.Change, message: Callable[[str], str]
+) -> str:
+    path = _incident_path(call)
+    edit = _edit_yaml(path, models.Incident, call.config, change)
+    return publish(call, path, edit, message(tracker.file_id(path)))
 
 
 def resolve_incident(call: Call) -> str:
-    path = _incident_path(call)
-    edit = _edit_yaml(path, models.Incident, call.config, _set("status", "resolved"))
-    return publish(call, path, edit, f"Resolve {tracker.file_id(path)}")
+    return _edit_incident(call, incident_writer.resolve(), "Resolve {}".format)
 
 
 def reopen_incident(call: Call) -> str:
-    def change(data: Any) -> bool:
-        if data.get("status", "active") == "active":
-            return False
-        data["status"] = "active"
-        data.pop("end_time", None)
-        return True
-
-    path = _incident_path(call)
-    edit = _edit_yaml(path, models.Incident, call.config, change)
-    return publish(call, path, edit, f"Reopen {tracker.file_id(path)}")
+    return _edit_incident(call, incident_writer.reopen(), "Reopen {}".format)
 
 
 def change_incident_severity(call: Call) -> str:
-    action: models.ChangeIncidentSeverity = call.action
-    path = _incident_path(call)
-    edit = _edit_yaml(path, models.Incident, call.config, _set("severity", action.severity))
-    return publish(call, path, edit, f"{tracker.file_id(path)}: severity {action.severity}")
+    severity = call.action.severity
+    change = incident_writer.set_field("severity", severity)
+    return _edit_incident(call, change, lambda incident: f"{incident}: severity {severity}")
 
 
 def comment_on_incident(call: Call) -> str:
     action: models.CommentOnIncident = call.action
-    path = _incident_path(call)
     text = render(action.text, call)
     if not text.strip():
         raise ActionFailed("the comment's text rendered empty")
-
-    def change(data: Any) -> bool:
-        comments = data.get("comments")
-        if comments is None:
-            comments = data["comments"] = []
-        comments.append({"text": text})
-        return True
-
-    edit = _edit_yaml(path, models.Incident, call.config, change)
-    return publish(call, path, edit, f"Comment on {tracker.file_id(path)}")
+    return _edit_incident(call, incident_writer.comment(text), "Comment on {}".format)
 
 
 def _automation_action(enabled: bool) -> Callable[[Call], str]:
@@ -585,7 +545,9 @@ def _automation_action(enabled: bool) -> Callable[[Call], str]:
         )
         if path is None or models.id_problem(automation_id):
             raise ActionFailed(f"no automation {automation_id!r} on the branch")
-        edit = _edit_yaml(path, Automation, call.config, _set("enabled", enabled))
+        edit = _edit_yaml(
+            path, Automation, call.config, incident_writer.set_field("enabled", enabled)
+        )
         verb = "Resume" if enabled else "Pause"
         return publish(call, path, edit, f"{verb} automation {automation_id}")
 

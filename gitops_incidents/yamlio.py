@@ -361,13 +361,37 @@ class RoundTrip:
         return out.getvalue()
 
 
+_BLOCK_SCALAR = re.compile(r"(^|[:\s-])[|>][-+0-9]*\s*(#.*)?$")
+
+
+def _structure_lines(text: str) -> list[str]:
+    """The lines that carry structure: not blank, not comments, and not the content of
+    a `|` or `>` block scalar (its text says nothing of the file's indentation)."""
+    found: list[str] = []
+    inside: int | None = None  # the indentation of the line that opened a block scalar
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if not stripped or stripped[0] == "#":
+            continue
+        indent = len(line) - len(stripped)
+        if inside is not None:
+            if indent > inside:
+                continue
+            inside = None
+        found.append(line)
+        if _BLOCK_SCALAR.search(line):  # its content sits deeper than its key
+            dashes = re.match(r"(?:-\s+)*", stripped)
+            inside = indent + (dashes.end() if dashes else 0)
+    return found
+
+
 def _guess_indent(text: str) -> tuple[int, int, int]:
     """(mapping, sequence, offset) as ruamel names them, read off the text.
 
     Sequences may be indented under their key (`key:\\n  - a`) or not
     (`key:\\n- a`); mappings nest by the first indentation found.
     """
-    lines = [line for line in text.splitlines() if line.strip() and line.lstrip()[0] != "#"]
+    lines = _structure_lines(text)
     mapping = 2
     for line in lines:
         stripped = line.lstrip(" ")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import gitcmd, tracker
+from gitops_incidents import lifecycle, tracker
 from gitops_incidents.commands import UsageError
 
 
@@ -36,21 +36,15 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "--resource", action="append", default=[], metavar="ID", help="a resource id to link"
     )
     parser.add_argument("--id", help="the file name (default: from the name)")
-    parser.add_argument("--no-commit", action="store_true", help="write the file only")
+    lifecycle.add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents import incident_writer
-    from gitops_incidents.models import Context, Incident
-    from gitops_incidents.validation import load_config, parse_file
 
     root: Path = args.repo
-    config, problems = load_config(root)
-    if problems:
-        raise UsageError(f"{problems[0]} (fix the configuration first)")
-    scale = [s.id for s in config.severities]
-    if args.severity not in scale:
-        raise UsageError(f"--severity {args.severity!r} is not on the scale: {', '.join(scale)}")
+    config = lifecycle.config(root)
+    severity = lifecycle.severity(config, args.severity)
     name, related = args.name, [*args.resource]
     if args.source:
         from gitops_incidents.actions import ActionFailed
@@ -71,24 +65,12 @@ def run(args: argparse.Namespace) -> int:
         problem = tracker.name_problem(relpath, tracker.Kind.INCIDENT) or "it exists already"
         raise UsageError(f"--id {incident_id}: {problem}")
     text = incident_writer.new_incident(
-        name=name, severity=args.severity, summary=args.summary, tags=args.tag, related=related
+        name=name, severity=severity, summary=args.summary, tags=args.tag, related=related
     )
-    _, findings = parse_file(relpath, text.encode(), Incident, Context(config, incident_id))
-    if findings:
-        for finding in findings:
-            print(finding, file=sys.stderr)
-        return 1
-    (root / tracker.INCIDENTS).mkdir(exist_ok=True)
-    (root / relpath).write_text(text, encoding="utf-8")
-    if not args.no_commit:
-        try:
-            gitcmd.run(root, "add", "--", relpath)
-            gitcmd.run(root, "commit", "-q", "-m", f"Declare {incident_id}: {name}", "--", relpath)
-        except gitcmd.GitError as exc:
-            print(f"gitops-incidents: {relpath} is written, not committed: {exc}", file=sys.stderr)
-            return 1
-    print(f"declared {relpath}: {name} ({args.severity})", file=sys.stderr)
-    return 0
+    status = lifecycle.save(root, relpath, text, f"Declare {incident_id}: {name}", args, config)
+    if status == 0:
+        print(f"declared {relpath}: {name} ({severity})", file=sys.stderr)
+    return status
 
 
 def _free_id(root: Path, base: str) -> str:
