@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mkdocs.config import base
+from mkdocs.config import config_options as c
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
@@ -29,14 +31,22 @@ def _write_all(out: Path, files: dict[str, bytes]) -> None:
         (out / relpath).write_bytes(data)
 
 
-class IncidentsPlugin(BasePlugin):  # type: ignore[type-arg,no-untyped-call]
+class IncidentsConfig(base.Config):  # type: ignore[no-untyped-call]
+    # The tracker repository: by default the git repository around mkdocs.yml (the
+    # built-in project of `build` lives outside it and names it).
+    root = c.Optional(c.Dir(exists=True))
+
+
+class IncidentsPlugin(BasePlugin[IncidentsConfig]):  # type: ignore[no-untyped-call]
     def __init__(self) -> None:
         self.built = site.Site()
         self.root = Path()
         self._writing: Future[None] | None = None
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
-        self.root = tracker.find_root(Path(config.config_file_path).resolve().parent)
+        own = self.config.root
+        self.root = Path(own) if own else tracker.find_root(Path(config.config_file_path).parent)
+        self.root = self.root.resolve()
         try:
             self.built = site.from_repository(self.root, config.site_url or "")
         except gitcmd.GitError as exc:  # no commits yet, a shallow clone: said in one line

@@ -187,6 +187,36 @@ def test_own_pages_are_published_beside_the_generated_ones(repo: Repo) -> None:
     assert [p for p in state.rglob("*") if not p.name.startswith("cache.sqlite3")] == []
 
 
+def test_a_repository_with_no_site_folder_builds_with_the_built_in_project(
+    repo: Repo,
+) -> None:
+    repo.write("gitops-incidents.yaml", "site: {title: 'Ops <script>alert(1)</script>'}\n")
+    repo.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    repo.commit("start", ALICE, T0)
+    out = repo.path.parent / "out"
+    assert main(["--repo", str(repo.path), "build", "--out", str(out)]) == 0
+    home = page(out, "index.html")
+    assert "<title>Ops &lt;script&gt;alert(1)&lt;/script&gt; - Ops &lt;script&gt;" in home
+    assert "<script>alert" not in home
+    assert "Database down" in main_content(page(out, "incidents/db.html"))
+    assert (out / "search" / "search_index.json").is_file()  # the search plugin
+    assert not (repo.path / "site").exists()  # nothing written into the repository
+
+
+def test_a_project_of_ones_own_wins_and_a_missing_docs_dir_is_no_error(repo: Repo) -> None:
+    repo.write("incidents/db.yaml", "name: Database down\nseverity: SEV-1\n")
+    repo.write(
+        "site/mkdocs.yml",
+        "site_name: Our own title\nuse_directory_urls: false\ntheme: {name: material}\n"
+        "plugins: [gitops-incidents]\n",
+    )
+    repo.commit("start", ALICE, T0)
+    out = repo.path.parent / "out"
+    assert main(["--repo", str(repo.path), "build", "--out", str(out)]) == 0
+    assert re.search(r"<title>[^<]* - Our own title</title>", page(out, "index.html"))
+    assert not (repo.path / "site" / "docs").exists()
+
+
 @given(
     st.from_regex(site._PLAIN, fullmatch=True),
     st.sampled_from(["", "\n", "  \n", " "]),

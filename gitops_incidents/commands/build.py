@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import logging
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +29,7 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="build the site (site/mkdocs.yml) with MkDocs and Material",
+        help="build the site (site/mkdocs.yml, or a built-in one) with MkDocs and Material",
         description="Generate the pages from the files and their history and build them "
         "with MkDocs and Material for MkDocs.",
     )
@@ -53,11 +58,70 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     )
 
 
-def config_file(root: Path) -> Path:
-    config_file = root / MKDOCS_FILE
-    if not config_file.is_file():
-        raise UsageError(f"no {MKDOCS_FILE} in {root}: the site's MkDocs project lives there")
-    return config_file
+# The project `build` and `serve` use where the repository has no site/mkdocs.yml
+# (MkDocs reads it as YAML: JSON strings, so that no title or path can break it):
+# the same pages as this repository's own site, titled from the configuration.
+BUILT_IN = """\
+site_name: {title}
+docs_dir: {docs}
+use_directory_urls: false
+theme:
+  name: material
+plugins:
+  - search
+  - gitops-incidents:
+      root: {root}
+nav:
+  - Home: index.md
+  - Incidents: incidents/index.md
+  - Tags: tags/index.md
+  - Metrics: metrics.md
+validation:
+  nav:
+    omitted_files: ignore
+"""
+
+
+@contextmanager
+def project(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The MkDocs project to build and MkDocs's options for it: the repository's own
+    site/mkdocs.yml, or the built-in one. A `docs_dir` that does not exist is an
+    empty one, as is the built-in project's where there is no site/docs."""
+    with tempfile.TemporaryDirectory(prefix="gitops-incidents-site-") as scratch:
+        empty = Path(scratch) / "docs"
+        empty.mkdir()
+        own = root / MKDOCS_FILE
+        if own.is_file():
+            docs = _docs_dir(own)
+            yield own, {} if docs is None or docs.is_dir() else {"docs_dir": str(empty)}
+            return
+        from gitops_incidents.validation import load_config
+
+        docs = root / "site" / "docs"
+        built_in = Path(scratch) / "mkdocs.yml"
+        built_in.write_text(
+            BUILT_IN.format(
+                # Material prints site_name as HTML, unescaped.
+                title=json.dumps(html.escape(load_config(root)[0].site.title)),
+                docs=json.dumps(str(docs if docs.is_dir() else empty)),
+                root=json.dumps(str(root)),
+            ),
+            encoding="utf-8",
+        )
+        yield built_in, {}
+
+
+def _docs_dir(mkdocs_file: Path) -> Path | None:
+    """Where the project's docs_dir points (None: MkDocs will say what is wrong)."""
+    from mkdocs.utils.yaml import yaml_load
+
+    try:
+        with mkdocs_file.open("rb") as file:
+            data = yaml_load(file)
+    except Exception:  # MkDocs's loader raises what its tags raise: MkDocs reports it
+        return None
+    docs = data.get("docs_dir", "docs") if isinstance(data, dict) else None
+    return mkdocs_file.parent / docs if isinstance(docs, str) else None
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,7 +147,6 @@ def log_to_stderr() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config_file(args.repo)
     log_to_stderr()
     out = (args.out or args.repo / DEFAULT_OUT).resolve()
     check_out(args.repo, out, force=args.force)
@@ -109,15 +172,19 @@ def build_site(root: Path, out: Path) -> Path:
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    mkdocs_file = config_file(root)
-    try:
-        build(load_config(config_file=str(mkdocs_file), site_dir=str(out)))
-        (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
-    except MkDocsException as exc:
-        raise UsageError(f"{mkdocs_file}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
+    with project(root) as (mkdocs_file, options):
+        try:
+            build(load_config(config_file=str(mkdocs_file), site_dir=str(out), **options))
+            (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
+        except MkDocsException as exc:
+            raise UsageError(f"{_shown(root, mkdocs_file)}: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
     return out
+
+
+def _shown(root: Path, mkdocs_file: Path) -> str:
+    return str(mkdocs_file) if mkdocs_file.is_relative_to(root) else "the built-in site"
 
 
 def unsafe(root: Path, base: str | None) -> list[Finding]:

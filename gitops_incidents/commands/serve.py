@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gitops_incidents.commands.build import config_file, log_to_stderr
+from gitops_incidents.commands.build import log_to_stderr, project
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ def address(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from mkdocs.commands.serve import serve  # imported when used: slow
 
-    mkdocs_file = config_file(args.repo)
     log_to_stderr()
-    print(f"serving the site on http://{args.dev_addr}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(config_file=str(mkdocs_file), dev_addr=args.dev_addr, livereload=True)
+    with project(args.repo) as (mkdocs_file, options):
+        print(f"serving the site on http://{args.dev_addr}/ (Ctrl-C stops)", file=sys.stderr)
+        serve(config_file=str(mkdocs_file), dev_addr=args.dev_addr, livereload=True, **options)
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
-from gitops_incidents.commands.build import DEFAULT_OUT, check_out, config_file
+from gitops_incidents.commands.build import DEFAULT_OUT, check_out
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     address = health_address(args.health) if args.health else None
     site = None
     if args.build is not None:
-        config_file(args.repo)
         site = (Path(args.build) if args.build else args.repo / DEFAULT_OUT).resolve()
         check_out(args.repo, site, force=False)
     if args.prefect_events:
