@@ -18,6 +18,7 @@ from gitops_incidents.commands import (
     declare,
     events,
     ingest,
+    init,
     plan,
     reopen,
     report,
@@ -31,6 +32,7 @@ from gitops_incidents.commands import (
 )
 
 COMMANDS: dict[str, Command] = {
+    "init": init,
     "validate": validate,
     "schema": schema,
     "events": events,
