@@ -19,6 +19,7 @@ from gitops_incidents.commands import (
     events,
     ingest,
     init,
+    merge_driver,
     plan,
     reopen,
     report,
@@ -49,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "serve": serve,
     "report": report,
     "watch": watch,
+    "merge-driver": merge_driver,
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2

@@ -66,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{root} is inside the git repository {top}: a tracker is a top folder")
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
-        gitcmd.run(root, "init", "-q")
+        gitcmd.run(root, "init", "-q", "-b", "main")
         print(f"made a git repository in {root}", file=sys.stderr)
+    branch = gitcmd.run(root, "symbolic-ref", "--short", "HEAD").strip()
     wrote = kept = 0
     for relpath, data in starter_files().items():
+        if relpath == tracker.CONFIG_FILE:  # the branch this repository has
+            data = data.replace(b"\nbranch: main ", f"\nbranch: {branch} ".encode())
         target = root / relpath
         if target.exists() or target.is_symlink():
             added = _add_entry(target, relpath, data)
