@@ -46,6 +46,29 @@ class Finding:
         prefix = "warning: " if self.level == "warning" else ""
         return f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}"
 
+    def annotation(self) -> str:
+        """A GitHub workflow command: the finding shown on its line of the diff."""
+        # https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+        where = f"file={_property(self.path)},line={self.line},col={self.column}"
+        return f"::{self.level} {where},title=gitops-incidents::{_data(self.message)}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "level": self.level,
+            "message": self.message,
+        }
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
 
 def read_document(path: str, data: bytes, marks: yamlio.Marks | None = None) -> Any:
     """Bytes to plain values, by the file's type; raises yamlio.LoadError."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands import UsageError
 from gitops_incidents.repository import branch_ref, config_at
+
+if TYPE_CHECKING:
+    from gitops_incidents.engine import Plan
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -40,36 +43,42 @@ def run(args: argparse.Namespace) -> int:
     for finding in result.findings:
         print(finding, file=sys.stderr)
     if args.format == "json":
-        data = {
-            "events": result.events,
-            "firings": [
-                {
-                    "automation": p.automation,
-                    "state": p.state,
-                    "event": p.event["id"] if p.event else None,
-                    "actions": [{"type": t, "would": what} for t, what in p.actions],
-                }
-                for p in result.planned
-            ],
-        }
-        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(as_json(result), ensure_ascii=False) + "\n")
     else:
-        print(f"{len(result.events)} event(s) in {base}..{args.head}", file=sys.stderr)
-        for event in result.events:
-            resource = event["resource"]["prefect.resource.id"]
-            print(f"  {event['occurred']} {event['event']} {resource}", file=sys.stderr)
-        by_name: dict[str, list[Any]] = {}
-        for p in result.planned:
-            by_name.setdefault(p.automation, []).append(p)
-        print(f"{len(result.planned)} firing(s) would follow", file=sys.stderr)
-        for name, planned in by_name.items():
-            print(f"{name}:", file=sys.stderr)
-            for p in planned:
-                cause = f"on {p.event['event']}" if p.event else "at a deadline"
-                print(
-                    f"  fires {cause}" + ("" if p.state == "Triggered" else " (resolved)"),
-                    file=sys.stderr,
-                )
-                for kind, what in p.actions:
-                    print(f"    {kind}: {what}", file=sys.stderr)
+        for line in describe(result, f"{base}..{args.head}"):
+            print(line, file=sys.stderr)
     return 1 if result.findings else 0
+
+
+def as_json(result: Plan) -> dict[str, Any]:
+    return {
+        "events": result.events,
+        "firings": [
+            {
+                "automation": p.automation,
+                "state": p.state,
+                "event": p.event["id"] if p.event else None,
+                "actions": [{"type": t, "would": what} for t, what in p.actions],
+            }
+            for p in result.planned
+        ],
+    }
+
+
+def describe(result: Plan, span: str) -> list[str]:
+    """The plan as a reviewer reads it: the events, then per automation what fires."""
+    lines = [f"{len(result.events)} event(s) in {span}"]
+    for event in result.events:
+        resource = event["resource"]["prefect.resource.id"]
+        lines.append(f"  {event['occurred']} {event['event']} {resource}")
+    by_name: dict[str, list[Any]] = {}
+    for p in result.planned:
+        by_name.setdefault(p.automation, []).append(p)
+    lines.append(f"{len(result.planned)} firing(s) would follow")
+    for name, planned in by_name.items():
+        lines.append(f"{name}:")
+        for p in planned:
+            cause = f"on {p.event['event']}" if p.event else "at a deadline"
+            lines.append(f"  fires {cause}" + ("" if p.state == "Triggered" else " (resolved)"))
+            lines.extend(f"    {kind}: {what}" for kind, what in p.actions)
+    return lines

@@ -71,27 +71,14 @@ def _text(report: Report) -> None:
 
 
 def _json(report: Report) -> None:
-    findings = [
-        {"path": f.path, "line": f.line, "column": f.column, "level": f.level, "message": f.message}
-        for f in report.findings
-    ]
+    findings = [f.as_json() for f in report.findings]
     json.dump({"files": report.files, "errors": report.errors, "findings": findings}, sys.stdout)
     sys.stdout.write("\n")
 
 
 def _github(report: Report) -> None:
-    # Workflow commands: https://docs.github.com/actions/reference/workflow-commands-for-github-actions
-    for f in report.findings:
-        where = f"file={_property(f.path)},line={f.line},col={f.column}"
-        print(f"::{f.level} {where},title=gitops-incidents::{_data(f.message)}")
-
-
-def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _property(text: str) -> str:
-    return _data(text).replace(":", "%3A").replace(",", "%2C")
+    for finding in report.findings:
+        print(finding.annotation())
 
 
 FORMATS = {"text": _text, "json": _json, "github": _github}

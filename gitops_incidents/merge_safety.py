@@ -1,0 +1,88 @@
+"""The rules that make a pull request safe to merge (`check`): what history must
+never lose. An incident's id never changes (its file is not renamed, nor its `id:`
+edited), an incident is never deleted, and comments are only appended: an edit to
+a landed comment, or its removal, is flagged where it stands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gitops_incidents import gitcmd, tracker, yamlio
+from gitops_incidents.validation import Finding
+
+
+def findings(root: Path, base: str, head: str) -> list[Finding]:
+    """The rules' findings for the incident files `head` changed since `base`."""
+    status = gitcmd.run(
+        root, "diff", "--name-status", "-M", "-z", base, head, "--", f"{tracker.INCIDENTS}/"
+    )
+    found: list[Finding] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        kind, path = entry[:1], next(entries, "")
+        if kind == "R":
+            new = next(entries, "")
+            found.append(Finding(new, 1, 1, f"renamed from {path}: {_renamed(path, new)}"))
+        elif kind == "D":
+            found.append(
+                Finding(path, 1, 1, "deleted: an incident stays in the record; resolve it instead")
+            )
+        elif kind == "M" and tracker.classify(path) is tracker.Kind.INCIDENT:
+            found.extend(_edits(root, path, base, head))
+    return found
+
+
+def _renamed(old: str, new: str) -> str:
+    return (
+        f"an incident's id is its file name and never changes (this would delete "
+        f"{tracker.file_id(old)!r} and declare {tracker.file_id(new)!r})"
+    )
+
+
+def _edits(root: Path, path: str, base: str, head: str) -> list[Finding]:
+    before, after = (_load(gitcmd.read_blob(root, rev, path)) for rev in (base, head))
+    if before is None or after is None:
+        return []  # validation reports a file that does not load
+    (old, _), (new, marks) = before, after
+    found = []
+    if "id" in old and new.get("id") != old["id"]:
+        at = marks.locate(["id"])
+        found.append(Finding(path, at.line, at.column, f"id changed from {old['id']!r}"))
+    landed, now = (_comments(d) for d in (old, new))
+    for index, comment in enumerate(landed):
+        if index >= len(now):
+            at = marks.locate(["comments"], key=True)
+            gone = len(landed) - len(now)
+            message = f"{gone} landed comment(s) removed: comments are only appended"
+            found.append(Finding(path, at.line, at.column, message))
+            break
+        if now[index] != comment:
+            at = marks.locate(["comments", index])
+            message = f"comment {index + 1}{_by(comment)} was edited: comments are only appended"
+            found.append(Finding(path, at.line, at.column, message))
+    return found
+
+
+def _comments(document: dict[str, Any]) -> list[Any]:
+    found = document.get("comments")
+    return found if isinstance(found, list) else []
+
+
+def _by(comment: Any) -> str:
+    author = comment.get("author") if isinstance(comment, dict) else None
+    return f" (by {author})" if author else ""
+
+
+def _load(data: bytes | None) -> tuple[dict[str, Any], yamlio.Marks] | None:
+    if data is None:
+        return None
+    marks = yamlio.Marks.empty()
+    try:
+        document = yamlio.load_bytes(data, marks=marks)
+    except yamlio.LoadError:
+        return None
+    return (document, marks) if isinstance(document, dict) else None
