@@ -11,7 +11,6 @@ from pathlib import Path
 from gitops_incidents import tracker
 from gitops_incidents.commands import (
     Command,
-    UsageError,
     apply,
     build,
     check,
@@ -32,6 +31,7 @@ from gitops_incidents.commands import (
     validate,
     watch,
 )
+from gitops_incidents.errors import Error
 
 COMMANDS: dict[str, Command] = {
     "init": init,
@@ -55,7 +55,7 @@ COMMANDS: dict[str, Command] = {
     "merge-driver": merge_driver,
 }
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,12 +90,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(f"--repo: no such directory: {root}")
     try:
         return COMMANDS[args.command].run(args)
-    except UsageError as exc:
-        return usage_error(str(exc))
+    except Error as exc:
+        print(f"gitops-incidents: error: {exc}", file=sys.stderr)
+        return exc.status
     except BrokenPipeError:
         # The reader went away (`events | head`): stop quietly, as Python's docs advise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FINDINGS
+    except Exception as exc:
+        if os.environ.get("GITOPS_INCIDENTS_TRACEBACK"):
+            raise
+        # A bug: one line, not a traceback a person has to read.
+        print(
+            f"gitops-incidents: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in gitops-incidents. Please report it with the command you ran "
+            "(CONTRIBUTING.md says where); GITOPS_INCIDENTS_TRACEBACK=1 shows the traceback.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def usage_error(message: str) -> int:

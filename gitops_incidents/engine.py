@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_incidents import actions, gitcmd
+from gitops_incidents.errors import UsageError
 from gitops_incidents.evaluation import (
     Automations,
     Fired,
@@ -125,7 +126,7 @@ class Engine:
         report = Report()
         _, state = self.ledger.read()
         if replay and state.position is not None:
-            raise gitcmd.GitError(
+            raise UsageError(
                 f"the engine already started (at {state.position[:12]}): "
                 "--replay applies to a repository's first run only"
             )

@@ -19,6 +19,8 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple, cast
 
+from gitops_incidents.errors import Error
+
 # Unit separator between header fields; names, emails and dates never hold it.
 _SEP = "\x1f"
 ACTION_TRAILER = "Gitops-Incidents-Action"
@@ -35,8 +37,8 @@ REGULAR = "100644"
 GIT = ("git", "--no-replace-objects")
 
 
-class GitError(Exception):
-    """git failed, or the repository cannot be read as asked."""
+class GitError(Error):
+    """git failed, or the repository cannot be read as asked: exit 1."""
 
 
 def run(root: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> str:

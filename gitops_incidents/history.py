@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.cache import Cache, CacheDamaged, state_key
+from gitops_incidents.errors import UsageError
 from gitops_incidents.events import (
     LATEST,
     CommitContext,
@@ -198,7 +199,7 @@ class History:
                 emitting = emitting or step.commit.sha == start
                 skipping = skipping and step.commit.sha != last
         if not emitting:
-            raise gitcmd.GitError(f"{since} is not on the main line of {until}")
+            raise UsageError(f"{since} is not on the main line of {until}")
         if self._state is not None:
             self._state.save()
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gitops_incidents import gitcmd, incident_writer, tracker, yamlio
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 from gitops_incidents.models import Config, Context, Incident, id_problem
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops_incidents import gitcmd
+from gitops_incidents.errors import UsageError
 
 if TYPE_CHECKING:
     import git
@@ -30,7 +31,7 @@ class Remote:
         try:
             self._remote: git.Remote = git.Repo(root).remote(name)
         except (ValueError, git.GitError):
-            raise gitcmd.GitError(f"no remote named {name!r} (see git remote -v)") from None
+            raise UsageError(f"no remote named {name!r} (see git remote -v)") from None
         self.root, self.name = root, name
         self.branch_ref, self.engine_ref = branch_ref, engine_ref
         branch = branch_ref.removeprefix("refs/heads/")

@@ -389,20 +389,17 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
     """(mapping, sequence, offset) as ruamel names them, read off the text.
 
     Sequences may be indented under their key (`key:\\n  - a`) or not
-    (`key:\\n- a`); mappings nest by the first indentation found.
+    (`key:\\n- a`); mappings nest as the first mapping under a key does.
     """
     lines = _structure_lines(text)
-    mapping = 2
-    for line in lines:
-        stripped = line.lstrip(" ")
-        indent = len(line) - len(stripped)
-        if indent and not stripped.startswith("- "):
-            mapping = indent
-            break
-    offset = 0
+    mapping, offset = None, None
     for previous, line in pairwise(lines):
-        stripped = line.lstrip(" ")
-        if stripped.startswith("- ") and previous.rstrip().endswith(":"):
-            offset = (len(line) - len(stripped)) - (len(previous) - len(previous.lstrip(" ")))
-            break
-    return mapping, offset + 2, offset
+        stripped, above = line.lstrip(" "), previous.lstrip(" ")
+        if not previous.rstrip().endswith(":"):
+            continue
+        deeper = (len(line) - len(stripped)) - (len(previous) - len(above))
+        if stripped.startswith("- "):
+            offset = deeper if offset is None else offset
+        elif mapping is None and not above.startswith("- ") and deeper > 0:
+            mapping = deeper
+    return mapping or 2, (offset or 0) + 2, offset or 0

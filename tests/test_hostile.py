@@ -712,7 +712,7 @@ def test_a_cache_with_damaged_values_is_rebuilt(
         assert out.splitlines() == tail
     assert run(capsys, repo, "events")[1] == expected
     assert run(capsys, repo, "report", "db")[0] == 0
-    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 2  # no site/ here
+    assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0  # the built-in site
     with_site(repo)
     assert run(capsys, repo, "build", "--out", str(tmp_path / "out"))[0] == 0
 
@@ -764,7 +764,7 @@ def test_an_engine_state_of_wrong_types_is_a_clear_error_naming_the_ref(
     _damage_ledger(repo, change)
     for command in ("apply", "status"):
         status, _, err = run(capsys, repo, command)
-        assert status == 2
+        assert status == 1  # the repository's state, not a usage error
         assert err.startswith(
             "gitops-incidents: error: refs/gitops-incidents/main:engine.json cannot be read ("
         )
@@ -811,7 +811,7 @@ def test_build_of_an_empty_repository_or_a_shallow_clone_says_why_in_one_line(
 ) -> None:
     shutil.copytree(ROOT / "site", repo.path / "site", ignore=shutil.ignore_patterns("build"))
     status, _, err = run(capsys, repo, "build", "--out", str(tmp_path / "a"))
-    assert status == 2 and "gitops-incidents: the repository has no commits yet" in err
+    assert status == 1 and "gitops-incidents: the repository has no commits yet" in err
     assert "Traceback" not in err
     with_site(repo)
     repo.commit("more", when=T0 + 60)
@@ -820,7 +820,7 @@ def test_build_of_an_empty_repository_or_a_shallow_clone_says_why_in_one_line(
         ["git", "clone", "-q", "--depth", "1", repo.path.as_uri(), str(shallow)], check=True
     )
     result = _process_at(shallow, "build", "--out", str(tmp_path / "b"))
-    assert result.returncode == 2 and "this is a shallow clone" in result.stderr
+    assert result.returncode == 1 and "this is a shallow clone" in result.stderr
     assert "Traceback" not in result.stderr
 
 

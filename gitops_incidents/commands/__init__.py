@@ -6,10 +6,6 @@ import argparse
 from typing import Any, Protocol
 
 
-class UsageError(Exception):
-    """Bad arguments: reported in one line, exit status 2."""
-
-
 class Command(Protocol):
     def add_parser(self, subparsers: Any, name: str, common: argparse.ArgumentParser) -> None: ...
 

@@ -8,8 +8,6 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
 from gitops_incidents.triggers import iso
 
 if TYPE_CHECKING:
@@ -64,10 +62,7 @@ def parse_time(value: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import Engine  # loaded when used
 
-    try:
-        report = Engine(args.repo).apply(as_of=args.as_of, replay=args.replay)
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    report = Engine(args.repo).apply(as_of=args.as_of, replay=args.replay)
     show(report, args.format)
     return 1 if report.failed else 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd, tracker
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import Error, UsageError
 
 if TYPE_CHECKING:
     from gitops_incidents.validation import Finding
@@ -177,7 +177,7 @@ def build_site(root: Path, out: Path) -> Path:
             build(load_config(config_file=str(mkdocs_file), site_dir=str(out), **options))
             (out / MARKER).write_text("built by gitops-incidents: `build` may empty this folder\n")
         except MkDocsException as exc:
-            raise UsageError(f"{_shown(root, mkdocs_file)}: {exc}") from None
+            raise Error(f"{_shown(root, mkdocs_file)}: {exc}") from None
         except OSError as exc:
             raise UsageError(f"--out {out}: {exc.strerror}: {exc.filename}") from None
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_incidents import lifecycle, tracker
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:

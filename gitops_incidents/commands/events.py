@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 from gitops_incidents.history import History
 from gitops_incidents.progress import Progress
 from gitops_incidents.repository import default_until
@@ -32,18 +32,21 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 def run(args: argparse.Namespace) -> int:
     until = args.until or default_until(args.repo)
     write = sys.stdout.write
-    try:
-        with History(args.repo) as history, Progress("reading history") as progress:
-            suffix = f".incident.{args.incident}" if args.incident else None
-            for step in history.walk(until, since=args.since):
-                progress.advance()
-                for finding in step.findings:
-                    progress.note(f"warning: {step.commit.sha[:12]}: {finding}")
-                for event in step.events:
-                    if suffix and not event["resource"]["prefect.resource.id"].endswith(suffix):
-                        continue
-                    write(json.dumps(event, ensure_ascii=False))
-                    write("\n")
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    for name, rev in (("--since", args.since), ("--until", args.until)):
+        if rev:
+            try:
+                gitcmd.resolve(args.repo, rev)
+            except gitcmd.GitError as exc:
+                raise UsageError(f"{name}: {exc}") from None
+    with History(args.repo) as history, Progress("reading history") as progress:
+        suffix = f".incident.{args.incident}" if args.incident else None
+        for step in history.walk(until, since=args.since):
+            progress.advance()
+            for finding in step.findings:
+                progress.note(f"warning: {step.commit.sha[:12]}: {finding}")
+            for event in step.events:
+                if suffix and not event["resource"]["prefect.resource.id"].endswith(suffix):
+                    continue
+                write(json.dumps(event, ensure_ascii=False))
+                write("\n")
     return 0

@@ -12,9 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
 from gitops_incidents.commands.apply import add_format, show
+from gitops_incidents.errors import UsageError
 
 if TYPE_CHECKING:
     from gitops_incidents.engine import Engine, Report
@@ -76,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     from gitops_incidents.engine import Engine  # loaded when used
 
-    try:
-        report = Engine(args.repo).ingest(events)
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    report = Engine(args.repo).ingest(events)
     show(report, args.format)
     return 1 if report.failed or problems else 0
 
@@ -154,8 +150,6 @@ def _from_prefect(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 1 if failed else 0
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _following(engine: Engine, form: str) -> Callable[[Report], int]:

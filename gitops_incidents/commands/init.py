@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_incidents import gitcmd, tracker
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 
 # The merge driver's name in .gitattributes and in git's configuration.
 DRIVER = "gitops-incidents"

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 from gitops_incidents.repository import branch_ref, config_at
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from gitops_incidents import gitcmd, site
-from gitops_incidents.commands import UsageError
+from gitops_incidents import site
+from gitops_incidents.errors import UsageError
 from gitops_incidents.repository import default_until
 from gitops_incidents.timeline import report, report_json, report_markdown
 
@@ -26,10 +26,7 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 def run(args: argparse.Namespace) -> int:
     until = default_until(args.repo)
-    try:
-        _, items = site.read(args.repo, until)
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    _, items = site.read(args.repo, until)
     found = next((item for item in items if item.id == args.id), None)
     if found is None:
         raise UsageError(f"no incident {args.id!r} in the history of {until}")

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
 from gitops_incidents.ledger import State
 from gitops_incidents.triggers import iso
 
@@ -31,31 +30,28 @@ def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import Engine, restored_windows
     from gitops_incidents.repository import config_problem_at
 
-    try:
-        engine = Engine(args.repo)
-        if args.acknowledge:
-            engine.ledger.update(_acknowledge, "acknowledge the skipped events")
-        _, state = engine.ledger.read()
-        head = engine.head()
-        problems = [
-            f"{problem}: the engine acts on nothing until the configuration is valid"
-            for problem in [config_problem_at(args.repo, head)]
-            if problem
-        ]
-        replaced = gitcmd.replacements(args.repo)
-        if replaced:
-            problems.append(
-                f"{len(replaced)} commit(s) replaced with git replace: ignored, history "
-                "is read as committed"
-            )
-        windows = restored_windows(engine, state)
-        behind = (
-            int(gitcmd.run(args.repo, "rev-list", "--count", f"{state.position}..{head}"))
-            if state.position
-            else None
+    engine = Engine(args.repo)
+    if args.acknowledge:
+        engine.ledger.update(_acknowledge, "acknowledge the skipped events")
+    _, state = engine.ledger.read()
+    head = engine.head()
+    problems = [
+        f"{problem}: the engine acts on nothing until the configuration is valid"
+        for problem in [config_problem_at(args.repo, head)]
+        if problem
+    ]
+    replaced = gitcmd.replacements(args.repo)
+    if replaced:
+        problems.append(
+            f"{len(replaced)} commit(s) replaced with git replace: ignored, history "
+            "is read as committed"
         )
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    windows = restored_windows(engine, state)
+    behind = (
+        int(gitcmd.run(args.repo, "rev-list", "--count", f"{state.position}..{head}"))
+        if state.position
+        else None
+    )
     attention = [
         i
         for i in state.invocations.values()

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from gitops_incidents import incident_writer, lifecycle
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:

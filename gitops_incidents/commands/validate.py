@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_incidents import tracker
-from gitops_incidents.commands import UsageError
+from gitops_incidents.errors import UsageError
 from gitops_incidents.validation import Report, validate
 
 

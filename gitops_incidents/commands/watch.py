@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import gitcmd
-from gitops_incidents.commands import UsageError
 from gitops_incidents.commands.build import DEFAULT_OUT, check_out
+from gitops_incidents.errors import UsageError
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -84,17 +83,14 @@ def run(args: argparse.Namespace) -> int:
             configured()
         except ActionFailed as exc:
             raise UsageError(f"--prefect-events: {exc}") from None
-    try:
-        daemon = Daemon(
-            args.repo,
-            interval=args.interval,
-            log=Log(args.log_format),
-            remote=args.remote,
-            prefect_events=args.prefect_events,
-            site=site,
-        )
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    daemon = Daemon(
+        args.repo,
+        interval=args.interval,
+        log=Log(args.log_format),
+        remote=args.remote,
+        prefect_events=args.prefect_events,
+        site=site,
+    )
     if address is not None:
         try:
             serve_health(daemon.status, *address)
