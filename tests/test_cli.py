@@ -1,0 +1,47 @@
+"""Exit statuses from one handler: 1 for what is wrong in the repository, 2 for
+usage, 3 for a bug, each said in one line and never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from gitops_incidents import cli, gitcmd
+from gitops_incidents.errors import UsageError
+from tests.conftest import Repo
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "said"),
+    [
+        (UsageError("--x: bad"), 2, "gitops-incidents: error: --x: bad\n"),
+        (gitcmd.GitError("the ledger is damaged"), 1, "gitops-incidents: error: the ledger is damaged\n"),
+        (KeyError("oops"), 3, "gitops-incidents: internal error: KeyError: 'oops'\nThis is a bug"),
+    ],
+)  # fmt: skip
+def test_each_kind_of_error_has_its_exit_status_and_one_line(
+    repo: Repo,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    raised: Exception,
+    status: int,
+    said: str,
+) -> None:
+    def fails(args: argparse.Namespace) -> int:
+        raise raised
+
+    monkeypatch.setattr(cli.COMMANDS["status"], "run", fails)
+    assert cli.main(["--repo", str(repo.path), "status"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith(said) and "Traceback" not in err
+
+
+def test_the_traceback_is_there_when_asked_for(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(args: argparse.Namespace) -> int:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli.COMMANDS["status"], "run", fails)
+    monkeypatch.setenv("GITOPS_INCIDENTS_TRACEBACK", "1")
+    with pytest.raises(KeyError):
+        cli.main(["--repo", str(repo.path), "status"])
