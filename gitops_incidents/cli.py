@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gitops_incidents import tracker
+from gitops_incidents import __version__, tracker
 from gitops_incidents.commands import (
     Command,
     apply,
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Incident management for workflow platforms, kept as plain files in git.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         module.add_parser(subparsers, name, common)

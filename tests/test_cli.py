@@ -4,12 +4,13 @@ usage, 3 for a bug, each said in one line and never a traceback."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
 from gitops_incidents import cli, gitcmd
 from gitops_incidents.errors import UsageError
-from tests.conftest import Repo
+from tests.conftest import ROOT, Repo
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,17 @@ def test_the_traceback_is_there_when_asked_for(repo: Repo, monkeypatch: pytest.M
     monkeypatch.setenv("GITOPS_INCIDENTS_TRACEBACK", "1")
     with pytest.raises(KeyError):
         cli.main(["--repo", str(repo.path), "status"])
+
+
+def test_every_spec_section_the_code_cites_is_in_docs() -> None:
+    cited = {
+        match
+        for path in [*ROOT.glob("gitops_incidents/**/*.py"), *ROOT.glob("tests/*.py")]
+        for match in re.findall(r"SPEC (\d+(?:\.\d+)?)", path.read_text(encoding="utf-8"))
+    }
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| (\d+(?:\.\d+)?) \| [^|]+ \| \[[^]]+\]\(([^)#]+)", index, re.M))
+    assert cited and cited <= {number for number, _ in listed}
+    for number, page in listed:  # each on a page of its own, under a heading naming it
+        heading = re.compile(rf"^#+ .*\b{re.escape(number)}\b", re.M)
+        assert heading.search((ROOT / "docs" / page).read_text(encoding="utf-8")), number
