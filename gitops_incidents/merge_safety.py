@@ -6,6 +6,7 @@ a landed comment, or its removal, is flagged where it stands.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +54,28 @@ def _edits(root: Path, path: str, base: str, head: str) -> list[Finding]:
         at = marks.locate(["id"])
         found.append(Finding(path, at.line, at.column, f"id changed from {old['id']!r}"))
     landed, now = (_comments(d) for d in (old, new))
-    for index, comment in enumerate(landed):
-        if index >= len(now):
-            at = marks.locate(["comments"], key=True)
-            gone = len(landed) - len(now)
-            message = f"{gone} landed comment(s) removed: comments are only appended"
+    # Paired as history pairs them (events.py): a comment put between landed ones, as
+    # the merge driver does in time order, is an addition; only a landed comment
+    # changed or gone is flagged.
+    pairs = difflib.SequenceMatcher(a=[repr(c) for c in landed], b=[repr(c) for c in now])
+    for tag, i1, i2, j1, j2 in pairs.get_opcodes():
+        if tag in ("equal", "insert"):
+            continue
+        edited = min(i2 - i1, j2 - j1)  # a replace pairs these; the rest is removed
+        for offset in range(edited):
+            at = marks.locate(["comments", j1 + offset])
+            number, comment = i1 + offset + 1, landed[i1 + offset]
+            message = f"comment {number}{_by(comment)} was edited: comments are only appended"
             found.append(Finding(path, at.line, at.column, message))
-            break
-        if now[index] != comment:
-            at = marks.locate(["comments", index])
-            message = f"comment {index + 1}{_by(comment)} was edited: comments are only appended"
+        if i2 - i1 > edited:
+            where = j1 + edited
+            at = (
+                marks.locate(["comments", where])
+                if where < len(now)
+                else marks.locate(["comments"], key=True)
+            )
+            gone = i2 - i1 - edited
+            message = f"{gone} landed comment(s) removed: comments are only appended"
             found.append(Finding(path, at.line, at.column, message))
     return found
 

@@ -128,3 +128,19 @@ def test_markdown_is_the_summary_on_stdout(
     assert status == 0
     assert "No problems: the files are valid and the record loses nothing." in out
     assert "prefect-cloud.incident.comment.added prefect-cloud.incident.db" in out
+
+
+def test_a_comment_put_between_landed_ones_is_an_addition(
+    pull_request: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the merge driver writes when main is merged into the branch: both sides'
+    # comments in time order, so a new one may stand before a landed one.
+    between = INCIDENT.replace(
+        "  - text: Failing over.",
+        "  - text: Paged the DBA.\n    author: bob\n  - text: Failing over.",
+    )
+    pull_request.write("incidents/db.yaml", between)
+    pull_request.commit("merged in time order")
+    status, _, err = check(capsys, pull_request)
+    assert status == 0, err
+    assert "prefect-cloud.incident.comment.added" in err

@@ -91,7 +91,12 @@ def markdown(findings: list[Finding], result: Plan, span: str) -> str:
         out.extend(f"| `{f.path}` | {f.line}:{f.column} | {_cell(f.message)} |" for f in findings)
     else:
         out.append("No problems: the files are valid and the record loses nothing.")
+    actions = sum(len(p.actions) for p in result.planned)
     out.append(f"\n### What merging would do: {len(result.planned)} firing(s)\n")
+    out.append(
+        f"Plan: {len(result.events)} event(s), {len(result.planned)} firing(s), "
+        f"{actions} action(s).\n"
+    )
     out.append("```text\n" + "\n".join(describe(result, span)) + "\n```\n")
     return "\n".join(out)
 
