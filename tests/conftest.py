@@ -91,6 +91,18 @@ class Repo:
         return env
 
 
+def initialized(path: Path, files: dict[str, str]) -> Repo:
+    """A repository `init` made at `path`, with `files` committed."""
+    from gitops_incidents.cli import main
+
+    assert main(["init", str(path)]) == 0
+    repo = Repo(path, init=False)
+    for relpath, text in files.items():
+        repo.write(relpath, text)
+    repo.commit("start")
+    return repo
+
+
 @pytest.fixture(autouse=True)
 def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in IDENTITY.items():

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gitops_incidents.cli import main
-from tests.conftest import ROOT, Repo
+from tests.conftest import ROOT, Repo, initialized
 
 BAD = "name: Database down\nseverity: SEV-9\n"
 GOOD = "name: Database down\nseverity: SEV-2\n"
@@ -35,12 +34,7 @@ def pre_commit(repo: Path, *args: str, home: Path) -> subprocess.CompletedProces
 
 @pytest.fixture
 def tracker(tmp_path: Path) -> Repo:
-    root = tmp_path / "ops"
-    assert main(["init", str(root)]) == 0
-    repo = Repo(root, init=False)
-    repo.write("incidents/good.yaml", GOOD)
-    repo.commit("start")
-    return repo
+    return initialized(tmp_path / "ops", {"incidents/good.yaml": GOOD})
 
 
 def test_the_published_hook_through_pre_commit_try_repo(tracker: Repo, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from gitops_incidents.cli import main
 from gitops_incidents.merge import merge
-from tests.conftest import Repo
+from tests.conftest import Repo, initialized
 
 BASE = """\
 # yaml-language-server: $schema=../schemas/incident.schema.json
@@ -24,13 +24,8 @@ comments:
 
 
 @pytest.fixture
-def tracker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Repo:
-    root = tmp_path / "ops"
-    assert main(["init", str(root)]) == 0
-    repo = Repo(root, init=False)
-    repo.write("incidents/db.yaml", BASE)
-    repo.commit("start")
-    return repo
+def tracker(tmp_path: Path) -> Repo:
+    return initialized(tmp_path / "ops", {"incidents/db.yaml": BASE})
 
 
 def on_branch(repo: Repo, branch: str, *commands: tuple[str, ...]) -> None:
