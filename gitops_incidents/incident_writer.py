@@ -120,11 +120,16 @@ def set_field(key: str, value: Any) -> Change:
     return change
 
 
-def scalar(value: str) -> Any:
-    """A value as a person would write it: a timestamp plain (`2026-12-02T10:00:00Z`,
-    not quoted as a string), a text of several lines as a `|` block."""
+def text_value(value: str) -> Any:
+    """A text as a person would write it: of several lines, a `|` block."""
     if "\n" in value.strip():
         return LiteralScalarString(value if value.endswith("\n") else value + "\n")
+    return value
+
+
+def time_value(value: str) -> Any:
+    """A time as a person would write it: plain (`2026-12-02T10:00:00Z`), not quoted
+    as a string; anything else as given, for validation to refuse."""
     if re.fullmatch(r"\d{4}-\d\d-\d\d[T ][0-9:.]+(Z|[+-]\d\d:?\d\d)?", value):
         return YAML(typ="rt").load(f"- {value}\n")[0]
     return value
@@ -141,9 +146,9 @@ def resolve(*, at: str | None = None, impact: str | None = None, strict: bool = 
             return False
         put(data, "status", "resolved")
         if at is not None:
-            put(data, "end_time", scalar(at))
+            put(data, "end_time", time_value(at))
         if impact is not None:
-            put(data, "impact", scalar(impact))
+            put(data, "impact", text_value(impact))
         return True
 
     return change
@@ -170,11 +175,11 @@ def comment(text: str, *, author: str | None = None, at: str | None = None) -> C
         if comments is None:
             comments = []
             put(data, "comments", comments)
-        item = CommentedMap(text=scalar(text))
+        item = CommentedMap(text=text_value(text))
         if author:
             item["author"] = author
         if at:
-            item["at"] = scalar(at)
+            item["at"] = time_value(at)
         comments.append(item)
         return True
 
@@ -194,7 +199,7 @@ def update(
     def change(data: Any) -> bool:
         changed = False
         for key, value in fields.items():
-            changed |= set_field(key, scalar(value) if isinstance(value, str) else value)(data)
+            changed |= set_field(key, value)(data)
         tags = data.get("tags")
         for name in tag:
             if tags is None:

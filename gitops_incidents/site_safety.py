@@ -35,15 +35,20 @@ _MARKUP = re.compile(r"<|^\s*(javascript|data|vbscript):", re.IGNORECASE)
 def problems(root: Path, base: str) -> list[Finding]:
     """What keeps the working tree's MkDocs project from a safe build, measured
     against the base revision's."""
+    head_bytes: bytes | None
     try:
         head_bytes = tracker.read_file(root, PROJECT, yamlio.MAX_BYTES, "the site's project")
+    except FileNotFoundError:
+        head_bytes = None  # the built-in project: nothing in it runs code
     except (tracker.NotAFile, OverflowError, OSError) as exc:
         return [Finding(PROJECT, 1, 1, f"cannot be read for a safe build: {exc}")]
     base_bytes = gitcmd.read_blob(root, base, PROJECT)
     base_doc = _plain(base_bytes)
     findings: list[Finding] = []
     head: dict[str, Any] = base_doc or {}
-    if head_bytes != base_bytes:
+    if head_bytes is None:
+        head = {}
+    elif head_bytes != base_bytes:
         marks = yamlio.Marks.empty()
         try:
             loaded = yamlio.load_bytes(head_bytes, marks=marks)

@@ -153,3 +153,19 @@ def test_no_commit_only_edits_and_push_publishes(
     tracker.git("push", "-q", "-u", str(remote.path), "main")
     assert cli(capsys, tracker, "comment", "db", "Pushed.", "--push")[0] == 0
     assert remote.git("log", "-1", "--format=%s", "main") == "Comment on db\n"
+
+
+def test_a_comment_that_reads_like_a_time_stays_a_text(
+    tracker: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli(
+            capsys, tracker, "comment", "db", "2027-01-15T08:00:00Z", "--at", "2027-01-15T08:05:00Z"
+        )[0]
+        == 0
+    )
+    text = (tracker.path / "incidents/db.yaml").read_text()
+    assert (
+        "- text: '2027-01-15T08:00:00Z'\n  author: Test Author\n  at: 2027-01-15T08:05:00Z\n"
+        in text
+    )

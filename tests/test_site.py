@@ -201,6 +201,10 @@ def test_a_repository_with_no_site_folder_builds_with_the_built_in_project(
     assert "Database down" in main_content(page(out, "incidents/db.html"))
     assert (out / "search" / "search_index.json").is_file()  # the search plugin
     assert not (repo.path / "site").exists()  # nothing written into the repository
+    # Nothing of the built-in project runs code: a safe build takes it.
+    safe = repo.path.parent / "safe"
+    assert main(["--repo", str(repo.path), "build", "--safe", "--out", str(safe)]) == 0
+    assert (safe / "incidents" / "db.html").is_file()
 
 
 def test_a_project_of_ones_own_wins_and_a_missing_docs_dir_is_no_error(repo: Repo) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from gitops_incidents import incident_writer, lifecycle
 from gitops_incidents.errors import UsageError
+from gitops_incidents.incident_writer import text_value, time_value
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -45,15 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.commander:
         roles["commander"] = args.commander
     fields = {
-        key: value
-        for key, value in [
-            ("name", args.name),
-            ("summary", args.summary),
-            ("impact", args.impact),
-            ("start_time", args.start_time),
-        ]
+        key: text_value(value)
+        for key, value in [("name", args.name), ("summary", args.summary), ("impact", args.impact)]
         if value is not None
     }
+    if args.start_time is not None:
+        fields["start_time"] = time_value(args.start_time)
     if args.severity is not None:
         fields["severity"] = lifecycle.severity(lifecycle.config(args.repo), args.severity)
     if not (fields or args.tag or args.untag or args.resource or roles):
