@@ -112,3 +112,18 @@ def test_init_refuses_a_file_and_a_folder_inside_another_repository(
     status, err = init(capsys, str(tmp_path / "repo" / "sub"))
     assert status == 2 and "is inside the git repository" in err
     assert not (tmp_path / "repo" / "sub").exists()
+
+
+def test_init_never_writes_through_a_symbolic_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, elsewhere = tmp_path / "ops", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "automations").symlink_to(elsewhere)
+    (root / "incidents").write_text("a file where the folder goes")
+    status, err = init(capsys, str(root))
+    assert status == 0
+    assert list(elsewhere.iterdir()) == []
+    assert "kept  automations/stale-incident-reminder.yaml (not written: a link" in err
+    assert "kept  incidents/.gitkeep (not written" in err

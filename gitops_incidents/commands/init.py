@@ -74,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
         if relpath == tracker.CONFIG_FILE:  # the branch this repository has
             data = data.replace(b"\nbranch: main ", f"\nbranch: {branch} ".encode())
         target = root / relpath
+        folders = [root.joinpath(*relpath.split("/")[:n]) for n in range(1, relpath.count("/") + 1)]
+        if any(folder.is_symlink() or folder.is_file() for folder in folders):
+            print(
+                f"kept  {relpath} (not written: a link or a file stands in its way)",
+                file=sys.stderr,
+            )
+            kept += 1
+            continue
         if target.exists() or target.is_symlink():
             added = _add_entry(target, relpath, data)
             print(f"{'added to' if added else 'kept '} {relpath}", file=sys.stderr)
