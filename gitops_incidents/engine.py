@@ -413,7 +413,7 @@ def plan(root: Path, base: str, head: str) -> Plan:
     """The events of base..head and what the automations would do, from the state at
     `base` (the engine's own if it stands there). Writes nothing: no ref, no cache."""
     if not gitcmd.is_ancestor(root, base, head):
-        raise gitcmd.GitError(f"{base[:12]} is not an ancestor of {head[:12]}")
+        raise UsageError(f"{base[:12]} is not an ancestor of {head[:12]}")
     config = config_at(root, head)
     _, recorded = Ledger(root, branch_ref(root, config).removeprefix("refs/heads/")).read()
     if recorded.position == base:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -199,22 +200,20 @@ def _comment_events(
         for index in range(len(old), len(after)):
             emitter.emit("comment.added", {"comment": new.comment(index), "index": index})
         return
-    # History was rewritten: pair old and new comments, keeping each one's defaults.
-    matcher = difflib.SequenceMatcher(
-        a=[_key(c) for c in old], b=[_key(c) for c in after], autojunk=False
-    )
-    opcodes = matcher.get_opcodes()
+    # Not a plain append (a rewrite, or a comment merged in between landed ones): pair
+    # old and new comments, keeping each one's defaults.
+    opcodes = pair_comments(old, after)
     defaults: list[tuple[str, str]] = []
     for tag, i1, i2, j1, j2 in opcodes:
-        kept = (i2 - i1) if tag == "equal" else _paired(tag, i1, i2, j1, j2)
+        kept = (i2 - i1) if tag == "equal" else paired(tag, i1, i2, j1, j2)
         defaults.extend(before_defaults[i1 : i1 + kept])
         defaults.extend([fresh] * (j2 - j1 - kept))
     new.comment_defaults = defaults
     for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             continue
-        paired = _paired(tag, i1, i2, j1, j2)
-        for offset in range(paired):
+        edited = paired(tag, i1, i2, j1, j2)
+        for offset in range(edited):
             emitter.emit(
                 "comment.edited",
                 {
@@ -223,14 +222,26 @@ def _comment_events(
                     "index": j1 + offset,
                 },
             )
-        for index in range(i1 + paired, i2):
+        for index in range(i1 + edited, i2):
             comment = _effective(old[index], before_defaults[index])
             emitter.emit("comment.removed", {"comment": comment, "index": index})
-        for index in range(j1 + paired, j2):
+        for index in range(j1 + edited, j2):
             emitter.emit("comment.added", {"comment": new.comment(index), "index": index})
 
 
-def _paired(tag: str, i1: int, i2: int, j1: int, j2: int) -> int:
+def pair_comments(
+    old: list[dict[str, Any]], new: list[dict[str, Any]]
+) -> Sequence[tuple[str, int, int, int, int]]:
+    """How a change pairs an incident's comments before and after it (difflib's
+    opcodes on text, author and time): an insert adds, a replace edits `paired` of
+    them in place and removes or adds the rest, a delete removes."""
+    matcher = difflib.SequenceMatcher(
+        a=[_key(c) for c in old], b=[_key(c) for c in new], autojunk=False
+    )
+    return matcher.get_opcodes()
+
+
+def paired(tag: str, i1: int, i2: int, j1: int, j2: int) -> int:
     """How many comments a replacement edits in place (the rest are removed or added)."""
     return min(i2 - i1, j2 - j1) if tag == "replace" else 0
 

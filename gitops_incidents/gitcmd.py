@@ -41,6 +41,13 @@ class GitError(Error):
     """git failed, or the repository cannot be read as asked: exit 1."""
 
 
+class UnknownRevision(GitError):
+    """A revision that names no commit: the revisions resolved come from the command
+    line (or the configured branch), so a usage error, exit 2."""
+
+    status = 2
+
+
 def run(root: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> str:
     return run_bytes(root, *args, stdin=stdin, env=env).decode(errors="surrogateescape")
 
@@ -70,7 +77,7 @@ def resolve(root: Path, rev: str) -> str:
     except GitError:
         if ref_value(root, "HEAD") is None and not run(root, "rev-list", "-n1", "--all").strip():
             raise GitError("the repository has no commits yet") from None
-        raise GitError(f"{rev!r} is not a commit in this repository") from None
+        raise UnknownRevision(f"{rev!r} is not a commit in this repository") from None
 
 
 def git_dir(root: Path) -> Path:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import incident_writer, yamlio
+from gitops_incidents import events, incident_writer, yamlio
 
 MARKER = 7  # git's conflict-marker size
 
@@ -71,28 +71,36 @@ def merge(base: str, ours: str, theirs: str, path: str) -> Merged:
 
 
 def _merge_comments(base: Any, a: Any, theirs: Any) -> bool:
-    """Both sides' new comments after the common ones, in time order (a comment
-    added alike on both sides once). False when a side edited or removed a landed
-    comment and the other did not leave them as they were: merged as any field."""
-    ours, was = a.get("comments"), base or []
-    mine, yours, landed = plain(ours or []), plain(theirs or []), plain(was)
-    count = len(landed)
-    if mine[:count] != landed or yours[:count] != landed:
+    """Their new comments put into ours by time (a comment added alike on both sides
+    once); landed ones stay where they are. False when a side edited or removed a
+    landed comment: then the list merges as any field does."""
+    ours, landed = a.get("comments"), base or []
+    if not all(_only_added(landed, side or []) for side in (ours, theirs)):
         return False
-    added = list((ours or [])[count:])
-    seen = [plain(c) for c in added]
-    for comment in (theirs or [])[count:]:
-        if plain(comment) not in seen:
-            added.append(comment)
-    added.sort(key=_when)  # stable: ours before theirs at the same time
-    if ours is None:
-        if not added:
-            return True
-        ours = []
-        incident_writer.put(a, "comments", ours)
-    del ours[count:]
-    ours.extend(added)
+    merged, kept = list(ours or []), [plain(c) for c in ours or []]
+    for comment in theirs or []:
+        if plain(comment) in kept:  # landed, or added alike on both sides
+            continue
+        when = _when(comment)  # after ours of the same time: ours first
+        later = [i + 1 for i, c in enumerate(merged) if _when(c) <= when]
+        merged.insert(max(later, default=0), comment)
+        kept.append(plain(comment))
+    if len(merged) > len(ours or []):
+        if ours is None:
+            ours = []
+            incident_writer.put(a, "comments", ours)
+        del ours[:]
+        ours.extend(merged)
     return True
+
+
+def _only_added(landed: list[Any], side: list[Any]) -> bool:
+    """Whether `side` keeps every landed comment as it was (history's pairing: new
+    ones may stand anywhere, as the merge driver puts them in time order)."""
+    if not all(isinstance(c, dict) and "text" in c for c in [*landed, *side]):
+        return False
+    pairs = events.pair_comments(landed, side)
+    return all(tag in ("equal", "insert") for tag, *_ in pairs)
 
 
 def _when(comment: Any) -> float:

@@ -6,11 +6,10 @@ a landed comment, or its removal, is flagged where it stands.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import gitcmd, tracker, yamlio
+from gitops_incidents import events, gitcmd, tracker, yamlio
 from gitops_incidents.validation import Finding
 
 
@@ -54,14 +53,12 @@ def _edits(root: Path, path: str, base: str, head: str) -> list[Finding]:
         at = marks.locate(["id"])
         found.append(Finding(path, at.line, at.column, f"id changed from {old['id']!r}"))
     landed, now = (_comments(d) for d in (old, new))
-    # Paired as history pairs them (events.py): a comment put between landed ones, as
-    # the merge driver does in time order, is an addition; only a landed comment
-    # changed or gone is flagged.
-    pairs = difflib.SequenceMatcher(a=[repr(c) for c in landed], b=[repr(c) for c in now])
-    for tag, i1, i2, j1, j2 in pairs.get_opcodes():
+    # Paired as history pairs them: a comment put between landed ones, as the merge
+    # driver does in time order, is an addition; only one changed or gone is flagged.
+    for tag, i1, i2, j1, j2 in events.pair_comments(landed, now):
         if tag in ("equal", "insert"):
             continue
-        edited = min(i2 - i1, j2 - j1)  # a replace pairs these; the rest is removed
+        edited = events.paired(tag, i1, i2, j1, j2)
         for offset in range(edited):
             at = marks.locate(["comments", j1 + offset])
             number, comment = i1 + offset + 1, landed[i1 + offset]
@@ -80,9 +77,11 @@ def _edits(root: Path, path: str, base: str, head: str) -> list[Finding]:
     return found
 
 
-def _comments(document: dict[str, Any]) -> list[Any]:
+def _comments(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Its comments, or none where they are malformed (validation reports that)."""
     found = document.get("comments")
-    return found if isinstance(found, list) else []
+    valid = isinstance(found, list) and all(isinstance(c, dict) and "text" in c for c in found)
+    return found if valid and isinstance(found, list) else []
 
 
 def _by(comment: Any) -> str:

@@ -178,10 +178,7 @@ def test_unknown_revision_is_a_usage_error(repo: Repo, capsys: pytest.CaptureFix
     lifecycle(repo)
     status, out, err = events_output(capsys, "--repo", str(repo.path), "--since", "no-such-rev")
     assert (status, out) == (2, "")
-    assert (
-        err
-        == "gitops-incidents: error: --since: 'no-such-rev' is not a commit in this repository\n"
-    )
+    assert err == "gitops-incidents: error: 'no-such-rev' is not a commit in this repository\n"
 
 
 def test_incremental_walk_equals_the_full_one(repo: Repo) -> None:

@@ -90,7 +90,11 @@ def test_the_same_field_changed_differently_is_a_conflict_with_markers(tracker: 
 
 
 ONE = "name: A\nseverity: SEV-2\n"
-COMMENTED = ONE + "comments:\n- text: first\n  at: 2027-01-15T08:00:00Z\n"
+FIRST = "- text: first\n  at: 2027-01-15T08:00:00Z\n"
+COMMENTED = ONE + "comments:\n" + FIRST
+ZEROTH = "- text: zeroth\n  at: 2027-01-15T07:00:00Z\n"
+THIRD = "- text: third\n  at: 2027-01-15T09:00:00Z\n"
+FOURTH = "- text: fourth\n  at: 2027-01-15T09:30:00Z\n"
 
 
 @pytest.mark.parametrize(
@@ -113,6 +117,9 @@ COMMENTED = ONE + "comments:\n- text: first\n  at: 2027-01-15T08:00:00Z\n"
         # A landed comment edited on one side only: taken (check flags it on review).
         (COMMENTED, COMMENTED.replace("first", "edited"), COMMENTED,
          COMMENTED.replace("first", "edited"), []),
+        # A comment an earlier merge put between landed ones is an addition like any.
+        (COMMENTED + THIRD, ONE + "comments:\n" + ZEROTH + FIRST + THIRD, COMMENTED + THIRD + FOURTH,
+         ONE + "comments:\n" + ZEROTH + FIRST + THIRD + FOURTH, []),
         # Undated comments go after the dated ones, ours first.
         (ONE, ONE + "comments:\n- text: o\n", ONE + "comments:\n- text: t\n  at: 2027-01-15T08:00:00Z\n",
          ONE + "comments:\n- text: t\n  at: 2027-01-15T08:00:00Z\n- text: o\n", []),

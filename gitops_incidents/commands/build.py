@@ -192,10 +192,7 @@ def unsafe(root: Path, base: str | None) -> list[Finding]:
     from gitops_incidents.repository import default_until
 
     name = base or default_until(root)
-    try:
-        gitcmd.resolve(root, name)
-    except gitcmd.GitError as exc:
-        raise UsageError(f"--base: {exc}") from None
+    gitcmd.resolve(root, name)  # UnknownRevision: a usage error
     return site_safety.problems(root, name)
 
 

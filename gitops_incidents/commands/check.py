@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands.plan import as_json, describe
-from gitops_incidents.errors import UsageError
 from gitops_incidents.repository import branch_ref, config_at
 
 if TYPE_CHECKING:
@@ -49,13 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import plan  # the engine loads when used
 
     root: Path = args.repo
-    try:  # the revisions asked for
-        base_name = args.base or branch_ref(root, config_at(root, args.head))
-        head = gitcmd.resolve(root, args.head)
-        # Where head forked from base: what the pull request itself adds.
-        fork = gitcmd.run(root, "merge-base", gitcmd.resolve(root, base_name), head).strip()
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    base_name = args.base or branch_ref(root, config_at(root, args.head))
+    head = gitcmd.resolve(root, args.head)
+    # Where head forked from base: what the pull request itself adds.
+    fork = gitcmd.run(root, "merge-base", gitcmd.resolve(root, base_name), head).strip()
     result = plan(root, fork, head)
     findings = sorted({*result.findings, *merge_safety.findings(root, fork, head)})
     span = f"{base_name}..{args.head}"

@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-from gitops_incidents import gitcmd
-from gitops_incidents.errors import UsageError
 from gitops_incidents.history import History
 from gitops_incidents.progress import Progress
 from gitops_incidents.repository import default_until
@@ -32,12 +30,6 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 def run(args: argparse.Namespace) -> int:
     until = args.until or default_until(args.repo)
     write = sys.stdout.write
-    for name, rev in (("--since", args.since), ("--until", args.until)):
-        if rev:
-            try:
-                gitcmd.resolve(args.repo, rev)
-            except gitcmd.GitError as exc:
-                raise UsageError(f"{name}: {exc}") from None
     with History(args.repo) as history, Progress("reading history") as progress:
         suffix = f".incident.{args.incident}" if args.incident else None
         for step in history.walk(until, since=args.since):

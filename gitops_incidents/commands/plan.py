@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.errors import UsageError
 from gitops_incidents.repository import branch_ref, config_at
 
 if TYPE_CHECKING:
@@ -33,13 +32,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import plan  # the engine loads when used
 
-    try:
-        base = args.base or branch_ref(args.repo, config_at(args.repo, args.head))
-        result = plan(
-            args.repo, gitcmd.resolve(args.repo, base), gitcmd.resolve(args.repo, args.head)
-        )
-    except gitcmd.GitError as exc:
-        raise UsageError(str(exc)) from None
+    base = args.base or branch_ref(args.repo, config_at(args.repo, args.head))
+    result = plan(args.repo, gitcmd.resolve(args.repo, base), gitcmd.resolve(args.repo, args.head))
     for finding in result.findings:
         print(finding, file=sys.stderr)
     if args.format == "json":
