@@ -267,6 +267,13 @@ class Engine:
                 report.say(walk.problems + self._replaced(), walk.notes)
                 self._states = walk.states
                 return head
+            if self.remote is not None:
+                # Lost to another runner, whose state may have evaluated beyond this
+                # clone's branch: follow the branch first, or that position reads as a
+                # rewrite of history and the next events as already evaluated.
+                problem = self.remote.follow()
+                if problem:
+                    raise gitcmd.GitError(problem)
 
     def _move_branch(self, key: str, commit: str, tip: str) -> bool:
         """A commit action's commit, pushed to the remote in one atomic push with the
