@@ -497,7 +497,7 @@ def _edit_yaml(
 
 def _incident_path(call: Call) -> str:
     incident_id = _target_id(call, "incident_id")
-    if models.id_problem(incident_id):
+    if tracker.id_problem(incident_id):
         raise ActionFailed(f"not an incident id: {incident_id!r}")
     return f"{tracker.INCIDENTS}/{incident_id}.yaml"
 
@@ -543,7 +543,7 @@ def _automation_action(enabled: bool) -> Callable[[Call], str]:
         path = next(
             (p for p in candidates if gitcmd.read_blob(call.root, tip, p) is not None), None
         )
-        if path is None or models.id_problem(automation_id):
+        if path is None or tracker.id_problem(automation_id):
             raise ActionFailed(f"no automation {automation_id!r} on the branch")
         edit = _edit_yaml(
             path, Automation, call.config, incident_writer.set_field("enabled", enabled)

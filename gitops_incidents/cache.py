@@ -29,20 +29,25 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import events, models, validation, yamlio
+from gitops_incidents import __version__
 
 KEEP_CHECKPOINTS = 16
 # Incident states of the last load of many, by content address (Cache.states).
 _RECENT: dict[str, Any] = {}
 
 
-def _fingerprint() -> str:
-    # marshal's format may change between Python versions: they count as code too.
-    digest = hashlib.sha256(sys.version.encode())
-    for module in (models, yamlio, validation, events):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    for name in ("cache.py", "history.py", "tracker.py", "gitcmd.py"):  # (they import this)
-        digest.update(Path(__file__).with_name(name).read_bytes())
+PACKAGE = Path(__file__).parent
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """The package's version and the bytes of every one of its modules: what made each
+    cached value. Any change of code, an upgrade or an edit, gives a new fingerprint,
+    so no value made by other code is ever read (which module's output a table holds
+    would be one more thing to keep right by hand)."""
+    digest = hashlib.sha256(__version__.encode())
+    for module in sorted(package.rglob("*.py")):
+        digest.update(b"\0" + module.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(module.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -70,7 +75,8 @@ def _unpack(key: str, stored: bytes) -> Any:
     return marshal.loads(data)
 
 
-FINGERPRINT = _fingerprint()
+# marshal's format may change between Python versions: they count as code too.
+FINGERPRINT = hashlib.sha256(f"{code_fingerprint()} {sys.version}".encode()).hexdigest()[:12]
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from gitops_incidents.models import default_role
-
 Event = dict[str, Any]
 
 # The order of updated.<field> events within one change (SPEC 4).
@@ -336,3 +334,8 @@ def resource_links(document: dict[str, Any]) -> list[dict[str, str]]:
         for tag in document["tags"]
     )
     return links
+
+
+def default_role(resource_id: str) -> str:
+    """`prefect.work-pool.k8s-prod` has the kind `prefect.work-pool`: role `work-pool`."""
+    return resource_id.rsplit(".", 2)[-2]

@@ -12,12 +12,8 @@ from pathlib import Path
 
 from gitops_incidents import gitcmd, incident_writer, tracker, yamlio
 from gitops_incidents.errors import UsageError
-from gitops_incidents.models import Config, Context, Incident, id_problem
-
-
-def add_commit_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-commit", action="store_true", help="write the file only")
-    parser.add_argument("--push", action="store_true", help="push the branch after committing")
+from gitops_incidents.models import Config, Context, Incident
+from gitops_incidents.tracker import id_problem
 
 
 def config(root: Path) -> Config:

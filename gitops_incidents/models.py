@@ -9,7 +9,6 @@ pydantic's validation context; without one, the default configuration applies.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
@@ -28,27 +27,11 @@ from pydantic import (
     model_validator,
 )
 
-from gitops_incidents.templates import TemplateError, compile_template
-
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def id_problem(value: str) -> str | None:
-    """Why `value` is not a valid incident or automation id, or None."""
-    if not ID_RE.fullmatch(value):
-        return (
-            f"invalid id {value!r}: use 1 to 128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    if ".." in value:
-        return f"invalid id {value!r}: '..' is not allowed"
-    return None
-
 
 class Strict(BaseModel):
     # Unknown keys are errors: a typo must not pass silently. (Empty defaults are
     # default_factory fields: a literal [] or {} would be deep-copied for each model.)
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -194,11 +177,6 @@ class RelatedResource(Strict):
     id: ResourceId
     role: NonEmpty | None = Field(None, description="default: the id's kind, last segment")
     name: NonEmpty | None = None
-
-
-def default_role(resource_id: str) -> str:
-    """`prefect.work-pool.k8s-prod` has the kind `prefect.work-pool`: role `work-pool`."""
-    return resource_id.rsplit(".", 2)[-2]
 
 
 def _related_item(value: Any) -> Any:
@@ -387,6 +365,9 @@ Trigger = Annotated[
 
 
 def _compiles(value: str) -> str:
+    # Jinja is imported when an automation is validated, not to read an incident.
+    from gitops_incidents.templates import TemplateError, compile_template
+
     try:
         compile_template(value)
     except TemplateError as exc:
@@ -628,7 +609,3 @@ class Automation(Strict):
     def all_actions(self) -> list[Action]:
         """The combined list that firings number (SPEC 5.3)."""
         return [*self.actions, *self.actions_on_trigger, *self.actions_on_resolve]
-
-
-CompoundTrigger.model_rebuild()
-SequenceTrigger.model_rebuild()

@@ -10,20 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
-
-from gitops_incidents.models import Automation, Config, Incident
-
-SCHEMAS: dict[str, type[BaseModel]] = {
-    "incident": Incident,
-    "automation": Automation,
-    "config": Config,
-}
+# The formats, by the name `schema KIND` takes, and their models' names in models.py
+# (imported when a schema is made: the command's parser lists the names only).
+SCHEMAS = {"incident": "Incident", "automation": "Automation", "config": "Config"}
 DRAFT_7 = "http://json-schema.org/draft-07/schema#"
 
 
 def schema(kind: str) -> dict[str, Any]:
-    model = SCHEMAS[kind]
+    from gitops_incidents import models
+
+    model = getattr(models, SCHEMAS[kind])
     generated = model.model_json_schema(
         by_alias=True, ref_template="#/definitions/{model}", mode="validation"
     )

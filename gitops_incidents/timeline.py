@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gitops_incidents.events import Event
+from gitops_incidents.events import Event, default_role
 from gitops_incidents.history import IncidentHistory
 from gitops_incidents.ledger import State
-from gitops_incidents.models import Config, default_role
+from gitops_incidents.models import Config
 from gitops_incidents.triggers import iso, timestamp
 
 # Fields whose old and new values fit on one line; the others are shown as edited.

@@ -5,11 +5,10 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
-
-from gitops_incidents.models import id_problem
 
 INCIDENTS = "incidents"
 AUTOMATIONS = "automations"
@@ -18,6 +17,21 @@ AUTOMATION_SUFFIXES = (".yaml", ".yml", ".json")
 # Page names MkDocs gives a folder's index (README.md becomes index.html): the site's
 # listings have them, so no incident (or tag) page may.
 SITE_PAGES = frozenset({"index", "README"})
+
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` is not a valid incident or automation id, or None."""
+    if not ID_RE.fullmatch(value):
+        return (
+            f"invalid id {value!r}: use 1 to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if ".." in value:
+        return f"invalid id {value!r}: '..' is not allowed"
+    return None
 
 
 class Kind(enum.Enum):

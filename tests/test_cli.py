@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,41 @@ def test_every_spec_section_the_code_cites_is_in_docs() -> None:
     for number, page in listed:  # each on a page of its own, under a heading naming it
         heading = re.compile(rf"^#+ .*\b{re.escape(number)}\b", re.M)
         assert heading.search((ROOT / "docs" / page).read_text(encoding="utf-8")), number
+
+
+# What a command may not load to start: each costs tens of milliseconds, and `--help` or
+# a pre-commit hook's `validate` runs often (issue 15: start-up in a blink).
+HEAVY = ("pydantic", "jinja2", "httpx", "markdown", "mkdocs", "ruamel", "sqlite3", "prefect")
+_LOADED = """
+import sys
+from gitops_incidents import cli
+status = cli.main(sys.argv[2:])
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[1].split(",")))
+print(",".join(heavy), file=sys.__stderr__)
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--help"], set()),
+        (["schema", "--help"], set()),
+        (["status", "--help"], set()),
+        (["validate", "--help"], set()),
+        (["validate", "incidents/db-outage.yaml"], {"pydantic", "ruamel"}),
+        (["schema", "config"], {"pydantic"}),
+    ],
+)
+def test_a_command_loads_only_what_it_uses(repo: Repo, argv: list[str], allowed: set[str]) -> None:
+    repo.write("incidents/db-outage.yaml", "name: Database down\nseverity: SEV-2\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, ",".join(HEAVY), *argv],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(filter(None, done.stderr.rstrip("\n").rpartition("\n")[2].split(",")))
+    assert loaded == allowed

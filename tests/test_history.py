@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchmarks.synthetic import generate
-from gitops_incidents import validation
+from gitops_incidents import cache, validation
 from gitops_incidents.cli import main
 from gitops_incidents.history import History, incident_histories, utc
 
@@ -410,3 +410,18 @@ def test_incident_histories_extend_their_cached_read_and_equal_a_whole_one(
         assert extended == _histories(repo.path, commit), commit
         shutil.rmtree(cache)
         saved.rename(cache)
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(p.relative_to(cache.PACKAGE).as_posix() for p in cache.PACKAGE.rglob("*.py")),
+)
+def test_the_cache_fingerprint_covers_every_module(tmp_path: Path, module: str) -> None:
+    """An upgrade that changes any module (history, tracker, the Prefect impact...) is
+    new code: nothing it cached before is read again."""
+    copy = tmp_path / "gitops_incidents"
+    shutil.copytree(cache.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert cache.code_fingerprint(copy) == cache.code_fingerprint()
+    with (copy / module).open("a") as file:
+        file.write("\n# changed\n")
+    assert cache.code_fingerprint(copy) != cache.code_fingerprint()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gitops_incidents.events import default_role
 from gitops_incidents.models import (
     Automation,
     CompoundTrigger,
@@ -15,9 +16,8 @@ from gitops_incidents.models import (
     EventTrigger,
     Incident,
     SequenceTrigger,
-    default_role,
-    id_problem,
 )
+from gitops_incidents.tracker import id_problem
 from gitops_incidents.yamlio import load, load_json
 
 SEED_TRIGGER_JSON = """{"match": {"prefect.resource.id": "prefect-cloud.incident.*"},

@@ -8,8 +8,6 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gitops_incidents.triggers import iso
-
 if TYPE_CHECKING:
     from gitops_incidents.engine import Report
 
@@ -60,7 +58,7 @@ def parse_time(value: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops_incidents.engine import Engine  # loaded when used
+    from gitops_incidents.engine import Engine
 
     report = Engine(args.repo).apply(as_of=args.as_of, replay=args.replay)
     show(report, args.format)
@@ -69,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 def show(report: Report, form: str) -> None:
     """What fired and what each action did: for people on stderr, or JSON on stdout."""
+    from gitops_incidents.triggers import iso
+
     for finding in report.findings:
         print(f"warning: {finding}", file=sys.stderr)
     for note in report.notes:

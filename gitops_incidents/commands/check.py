@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
 from gitops_incidents.commands.plan import as_json, describe
-from gitops_incidents.repository import branch_ref, config_at
 
 if TYPE_CHECKING:
     from gitops_incidents.engine import Plan
@@ -45,7 +44,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents import merge_safety
-    from gitops_incidents.engine import plan  # the engine loads when used
+    from gitops_incidents.engine import plan
+    from gitops_incidents.repository import branch_ref, config_at
 
     root: Path = args.repo
     base_name = args.base or branch_ref(root, config_at(root, args.head))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gitops_incidents import incident_writer, lifecycle
+from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
 
 
@@ -21,11 +21,13 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     parser.add_argument("text", metavar="TEXT", help="Markdown; - reads it from standard input")
     parser.add_argument("--author", help="default: the name git commits as")
     parser.add_argument("--at", metavar="TIME", help="default: now")
-    lifecycle.add_commit_flags(parser)
+    add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
+
+    from gitops_incidents import incident_writer, lifecycle
 
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():

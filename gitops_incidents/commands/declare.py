@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gitops_incidents import lifecycle, tracker
+from gitops_incidents import tracker
+from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
 
 
@@ -36,11 +37,11 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "--resource", action="append", default=[], metavar="ID", help="a resource id to link"
     )
     parser.add_argument("--id", help="the file name (default: from the name)")
-    lifecycle.add_commit_flags(parser)
+    add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops_incidents import incident_writer
+    from gitops_incidents import incident_writer, lifecycle
 
     root: Path = args.repo
     config = lifecycle.config(root)

@@ -7,10 +7,6 @@ import json
 import sys
 from typing import Any
 
-from gitops_incidents.history import History
-from gitops_incidents.progress import Progress
-from gitops_incidents.repository import default_until
-
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
@@ -28,6 +24,10 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.history import History
+    from gitops_incidents.progress import Progress
+    from gitops_incidents.repository import default_until
+
     until = args.until or default_until(args.repo)
     write = sys.stdout.write
     with History(args.repo) as history, Progress("reading history") as progress:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 events.append(event)
     for problem in problems:
         print(problem, file=sys.stderr)
-    from gitops_incidents.engine import Engine  # loaded when used
+    from gitops_incidents.engine import Engine
 
     report = Engine(args.repo).ingest(events)
     show(report, args.format)

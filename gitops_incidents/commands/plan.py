@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.repository import branch_ref, config_at
 
 if TYPE_CHECKING:
     from gitops_incidents.engine import Plan
@@ -30,7 +29,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops_incidents.engine import plan  # the engine loads when used
+    from gitops_incidents.engine import plan
+    from gitops_incidents.repository import branch_ref, config_at
 
     base = args.base or branch_ref(args.repo, config_at(args.repo, args.head))
     result = plan(args.repo, gitcmd.resolve(args.repo, base), gitcmd.resolve(args.repo, args.head))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gitops_incidents import incident_writer, lifecycle
+from gitops_incidents.commands import add_commit_flags
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -17,8 +17,10 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
         "commit it as you.",
     )
     parser.add_argument("id", metavar="ID")
-    lifecycle.add_commit_flags(parser)
+    add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import incident_writer, lifecycle
+
     return lifecycle.change(args, incident_writer.reopen(strict=True), "Reopen")

@@ -6,10 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gitops_incidents import site
 from gitops_incidents.errors import UsageError
-from gitops_incidents.repository import default_until
-from gitops_incidents.timeline import report, report_json, report_markdown
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -25,6 +22,10 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import site
+    from gitops_incidents.repository import default_until
+    from gitops_incidents.timeline import report, report_json, report_markdown
+
     until = default_until(args.repo)
     _, items = site.read(args.repo, until)
     found = next((item for item in items if item.id == args.id), None)

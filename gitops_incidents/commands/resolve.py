@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gitops_incidents import incident_writer, lifecycle
+from gitops_incidents.commands import add_commit_flags
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -19,9 +19,11 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     parser.add_argument("id", metavar="ID")
     parser.add_argument("--at", metavar="TIME", help="the end time (default: the commit's time)")
     parser.add_argument("--impact", metavar="TEXT", help="the impact assessment, Markdown")
-    lifecycle.add_commit_flags(parser)
+    add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import incident_writer, lifecycle
+
     edit = incident_writer.resolve(at=args.at, impact=args.impact, strict=True)
     return lifecycle.change(args, edit, "Resolve")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gitops_incidents.schemas import SCHEMAS, schema_text
+from gitops_incidents.schemas import SCHEMAS
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -17,5 +17,7 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.schemas import schema_text
+
     sys.stdout.write(schema_text(args.kind))
     return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.ledger import State
-from gitops_incidents.triggers import iso
+
+if TYPE_CHECKING:
+    from gitops_incidents.ledger import State
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -29,6 +30,7 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 def run(args: argparse.Namespace) -> int:
     from gitops_incidents.engine import Engine, restored_windows
     from gitops_incidents.repository import config_problem_at
+    from gitops_incidents.triggers import iso
 
     engine = Engine(args.repo)
     if args.acknowledge:

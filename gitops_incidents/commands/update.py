@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gitops_incidents import incident_writer, lifecycle
+from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
-from gitops_incidents.incident_writer import text_value, time_value
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -33,10 +32,12 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
     parser.add_argument(
         "--role", action="append", default=[], metavar="ROLE=NAME", help="scribe=bob, ..."
     )
-    lifecycle.add_commit_flags(parser)
+    add_commit_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import incident_writer, lifecycle
+
     roles = {}
     for item in args.role:
         role, equals, holder = item.partition("=")
@@ -46,12 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.commander:
         roles["commander"] = args.commander
     fields = {
-        key: text_value(value)
+        key: incident_writer.text_value(value)
         for key, value in [("name", args.name), ("summary", args.summary), ("impact", args.impact)]
         if value is not None
     }
     if args.start_time is not None:
-        fields["start_time"] = time_value(args.start_time)
+        fields["start_time"] = incident_writer.time_value(args.start_time)
     if args.severity is not None:
         fields["severity"] = lifecycle.severity(lifecycle.config(args.repo), args.severity)
     if not (fields or args.tag or args.untag or args.resource or roles):

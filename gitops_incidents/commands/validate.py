@@ -7,11 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_incidents import tracker
 from gitops_incidents.errors import UsageError
-from gitops_incidents.validation import Report, validate
+
+if TYPE_CHECKING:
+    from gitops_incidents.validation import Report
 
 
 def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
@@ -27,6 +29,8 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents.validation import validate
+
     root: Path = args.repo
     relpaths = None
     if args.paths:

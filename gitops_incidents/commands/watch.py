@@ -66,7 +66,7 @@ def health_address(value: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gitops_incidents.daemon import Daemon, Log, serve_health  # loaded when used
+    from gitops_incidents.daemon import Daemon, Log, serve_health
 
     if args.interval <= 0:
         raise UsageError("--interval must be above 0")
