@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ class Call:
     action: Any  # one of models.Action
     firing: dict[str, Any]  # id, state, triggered, labels
     event: dict[str, Any] | None
-    incidents: dict[str, IncidentState]
+    incidents: Mapping[str, IncidentState]
     recovering: bool  # an earlier attempt may have had its effect: look before acting
     # A commit action's edit, staged in the checked-out working tree before the branch
     # moves ({"path", "blob"}): recorded first, so that a restart knows it.

@@ -4,7 +4,8 @@
   else validation depends on); content-addressed, so never invalidated.
 - steps: each commit's events and findings, keyed by commit id (which names
   the whole history before it), so a walk over known history only replays.
-- states: incident states, content-addressed.
+- states: incident states, keyed by the id of their blob in git (snapshot.py),
+  so the engine's snapshot and this cache name a state alike.
 - checkpoints: where a walk ended (a commit) and the state there, so the next
   walk starts from it and costs what the new commits changed.
 
@@ -52,7 +53,8 @@ def code_fingerprint(package: Path = PACKAGE) -> str:
 
 
 class CacheDamaged(Exception):
-    """A value the cache must have (an incident state a checkpoint names) is damaged."""
+    """A value a walk must have (an incident state a checkpoint names) is missing or
+    damaged."""
 
 
 class _Damaged(Exception):
@@ -75,8 +77,9 @@ def _unpack(key: str, stored: bytes) -> Any:
     return marshal.loads(data)
 
 
+CODE = code_fingerprint()
 # marshal's format may change between Python versions: they count as code too.
-FINGERPRINT = hashlib.sha256(f"{code_fingerprint()} {sys.version}".encode()).hexdigest()[:12]
+FINGERPRINT = hashlib.sha256(f"{CODE} {sys.version}".encode()).hexdigest()[:12]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -114,7 +117,7 @@ def _in_memory() -> sqlite3.Connection:
 
 class Cache:
     def __init__(self, path: Path, *, writable: bool = True) -> None:
-        self.writable = writable
+        self.writable, self.path, self._closed = writable, path, False
         if not writable:
             # Nothing under .git changes (`plan`): not even the files SQLite makes to
             # read a database shared with writers. A cache of this walk only.
@@ -129,7 +132,7 @@ class Cache:
             self._db = _open(path)
         except OSError:
             # A read-only .git: cache in a temporary folder for this run only.
-            path = Path(tempfile.mkdtemp(prefix="gitops-incidents-")) / path.name
+            path = self.path = Path(tempfile.mkdtemp(prefix="gitops-incidents-")) / path.name
             self._db = _open(path)
 
         # Bulk writes go through a thread of their own: SQLite works without the GIL,
@@ -143,6 +146,7 @@ class Cache:
             self._writes.put(None)
             self._writer.join()
         self._db.close()
+        self._closed = True
 
     def _write(self, path: Path) -> None:
         db = _connect(path)
@@ -161,22 +165,13 @@ class Cache:
 
     # -- parsed file versions
 
-    def _select(self, table: str, keys: list[str]) -> list[tuple[str, bytes]]:
-        rows: list[tuple[str, bytes]] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, value FROM {table} WHERE key IN ({marks})"
-            rows += self._db.execute(query, chunk).fetchall()
-        return rows
-
     def _get(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
         """Values made by this code (its fingerprint) among `keys`; a damaged one is
         left out (derived again, and written over)."""
         prefix = len(FINGERPRINT) + 1
         wanted = [f"{FINGERPRINT}/{key}" for key in keys]
         found = {}
-        for key, value in self._select(table, wanted):
+        for key, value in _select(self._db, table, wanted):
             with contextlib.suppress(_Damaged):
                 found[key[prefix:]] = _unpack(key, value)
         return found
@@ -208,20 +203,25 @@ class Cache:
     # -- incident states and checkpoints
 
     def states(self, keys: Iterable[str]) -> dict[str, Any]:
-        """Incident states by content address: all of them, or CacheDamaged. Those of
-        the last load of many (every incident, as each run of the daemon loads them)
-        are kept in memory: content-addressed, they are never stale, and only one
-        checkpoint's worth is kept. Callers rebind a state's fields, never change
-        them in place, so the kept values are shared."""
+        """Incident states by content address, those the cache has (a damaged one is
+        left out). Those of the last load of many (every incident, as each run of the
+        daemon loads them) are kept in memory: content-addressed, they are never stale,
+        and only one checkpoint's worth is kept. Callers rebind a state's fields, never
+        change them in place, so the kept values are shared. Once the cache is closed,
+        states are read on a connection of their own (they are read when asked for)."""
         wanted = list(keys)
         found = {key: _RECENT[key] for key in wanted if key in _RECENT}
         missing = [key for key in wanted if key not in found]
-        try:
-            found |= {key: _unpack(key, value) for key, value in self._select("states", missing)}
-        except _Damaged:
-            found = {}
-        if len(found) < len(set(wanted)):
-            raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
+        if missing and self._closed and self.writable:
+            with contextlib.closing(_connect(self.path)) as db:
+                rows = _select(db, "states", missing)
+        elif missing and not self._closed:
+            rows = _select(self._db, "states", missing)
+        else:
+            rows = []
+        for key, value in rows:
+            with contextlib.suppress(_Damaged):
+                found[key] = _unpack(key, value)
         if len(wanted) > 1:
             _RECENT.clear()
             _RECENT.update(found)
@@ -301,9 +301,14 @@ class Cache:
         return _Transaction(self._db)
 
 
-def state_key(state: dict[str, Any]) -> str:
-    """The content address of an incident state."""
-    return hashlib.sha256(marshal.dumps(state)).hexdigest()[:32]
+def _select(db: sqlite3.Connection, table: str, keys: list[str]) -> list[tuple[str, bytes]]:
+    rows: list[tuple[str, bytes]] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT key, value FROM {table} WHERE key IN ({marks})"
+        rows += db.execute(query, chunk).fetchall()
+    return rows
 
 
 class _Transaction:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +113,7 @@ class Engine:
         if remote is not None:
             self.remote = Remote(root, remote, self.branch_ref, self.ledger.ref)
             self.ledger.remote = self.remote
-        self._states: dict[str, IncidentState] = {}  # incidents as of the last evaluation
+        self._states: Mapping[str, IncidentState] = {}  # incidents as of the last evaluation
         self._automations: dict[tuple[str, str], tuple[Automation | None, list[Finding]]] = {}
 
     def head(self) -> str:
@@ -248,8 +248,9 @@ class Engine:
             head = self.head()
             before = state.position
             walk = evaluate_history(
-                self.root, state, head, replay=replay, clock=clock, held_back=held_back
-            )
+                self.root, state, head, replay=replay, clock=clock, held_back=held_back,
+                seed=commit,
+            )  # fmt: skip
             if not config_at(self.root, head).prefect.emit_events:
                 state.emitted = None
             elif state.emitted is None or not gitcmd.is_ancestor(self.root, state.emitted, head):
@@ -260,7 +261,7 @@ class Engine:
             state.skipped = [*state.skipped, *map(skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")
             message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
-            if self.ledger.write(state, commit, message) is not None:
+            if self.ledger.write(state, commit, message, history=walk.snapshot) is not None:
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
                 report.skipped.extend(walk.skipped)

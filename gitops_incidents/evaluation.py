@@ -8,7 +8,7 @@ windows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,12 +155,14 @@ class Walk:
     """What evaluating a stretch of history gave."""
 
     fired: list[Fired]
-    states: dict[str, IncidentState]
+    states: Mapping[str, IncidentState]
     events: list[Event]
     findings: list[Finding]
     skipped: list[Skipped] = field(default_factory=list)  # events not acted on, and why
     problems: list[str] = field(default_factory=list)  # what keeps the engine from acting
     notes: list[str] = field(default_factory=list)
+    # The files that carry where this walk ended in the engine's ref (History.snapshot).
+    snapshot: dict[str, bytes | None] | None = None
 
 
 def _chain(digests: dict[str, str], event: Event) -> str:
@@ -181,15 +183,19 @@ def evaluate_history(
     held_back: bool = False,
     writable: bool = True,
     keep_events: bool = False,
+    seed: str | None = None,
 ) -> Walk:
     """Evaluate the main line up to `head` from `state`, which is updated in place:
     position, ordinals, automations, windows. Firings are returned, not recorded.
 
     History's clock is its events' time. Then the clock moves to `clock`; `held_back`:
     it is the wall clock, and proactive evaluation runs behind it by the lag of the
-    events streamed in (Prefect's events clock), not at it (`--as-of` is exact)."""
+    events streamed in (Prefect's events clock), not at it (`--as-of` is exact).
+    `seed`: the engine's commit, whose snapshot of history (snapshot.py) a walk from
+    its position starts from. A `writable` walk returns its own snapshot, for the
+    engine's next commit."""
     walk = Walk([], {}, [], [])
-    with History(root, writable=writable) as history:
+    with History(root, writable=writable, seed=seed) as history:
         first_run = state.position is None
         rewritten = not first_run and not gitcmd.is_ancestor(root, state.position or "", head)
         if rewritten:
@@ -203,25 +209,34 @@ def evaluate_history(
             )
             state.windows = {}
         evaluator, automations = restore(root, state, config_at(root, head))
+        since = None if first_run or rewritten else state.position
+        touched: set[str] = set()  # the incidents with events in the walk
         if first_run and not replay:
             # The first run starts at HEAD: nothing from before it is acted on.
             for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
                 for event in step.events:
                     _chain(state.digests, event)
+                    touched.add(_incident_of(event))
             automations.at_commit(head, state.clock, walk.findings)
         else:
-            since = None if first_run or rewritten else state.position
-            _walk(root, history, state, head, since, evaluator, automations, walk, keep_events)
+            touched = _walk(
+                root, history, state, head, since, evaluator, automations, walk, keep_events
+            )
             if rewritten:
                 automations.keep_only(head)
         walk.states = history.states()
+        # Each incident's state is read when asked for: here only those the walk changed.
+        state.ordinals = (state.ordinals if since else {}) | {
+            incident_id: walk.states[incident_id].ordinal for incident_id in touched
+        }
+        if writable:
+            walk.snapshot = history.snapshot()
         if clock is not None:
             state.clock = max(state.clock, clock)
             fired = evaluator.advance(state.clock, held_back=held_back)
             walk.fired.extend(automations.stamp(fired))
     state.position = head
-    state.ordinals = {incident_id: s.ordinal for incident_id, s in walk.states.items()}
     state.windows = evaluator.dump()
     return walk
 
@@ -254,7 +269,8 @@ def _walk(
     automations: Automations,
     walk: Walk,
     keep_events: bool,
-) -> None:
+) -> set[str]:
+    """Evaluate the steps after `since` (all, if None); the incidents they have events of."""
     evaluated, before = dict(state.ordinals), dict(state.digests) if since is None else {}
     if since is None:
         state.digests = {}
@@ -306,6 +322,7 @@ def _walk(
     walk.skipped.extend(
         item for incident, items in held.items() if incident in before for item in items
     )
+    return set(counts)
 
 
 def invocations(automation: Automation, firing: Firing) -> list[int]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gitops_incidents import gitcmd, tracker
-from gitops_incidents.cache import Cache, CacheDamaged, state_key
+from gitops_incidents import gitcmd, snapshot, tracker
+from gitops_incidents.cache import Cache, CacheDamaged
 from gitops_incidents.errors import UsageError
 from gitops_incidents.events import (
     LATEST,
@@ -93,56 +95,114 @@ def utc(epoch: int) -> str:
 class _State:
     """Where a walk stands: everything the next commit is compared with."""
 
-    def __init__(self, cache: Cache, header: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        load: Callable[[list[str]], dict[str, Any]],
+        header: dict[str, Any] | None = None,
+        base: dict[str, str] | None = None,
+    ) -> None:
         header = header or {}
-        self.cache = cache
+        self.cache, self.load = cache, load
         self.tip: str | None = header.get("tip")
         self.epoch: int = header.get("epoch", 0)
         self.next_number: int = header.get("next_number", 1)
         self.config_blob: str | None = header.get("config_blob")
         self.config = Config.model_validate(header.get("config") or {})
-        self.keys: dict[str, str] = header.get("incidents", {})  # id -> state key, not yet loaded
+        self.keys: dict[str, str] = dict(header.get("incidents", {}))  # id -> key, not loaded
         self.incidents: dict[str, IncidentState] = {}
+        # The state keys of the engine's snapshot this walk started from, if it did: what
+        # the next snapshot is told apart from (snapshot.changes).
+        self.base = base
+        self._encoded: tuple[str | None, dict[str, str], dict[str, bytes]] | None = None
 
     def incident(self, incident_id: str) -> IncidentState | None:
         if incident_id not in self.incidents and incident_id in self.keys:
-            key = self.keys.pop(incident_id)
-            self.incidents[incident_id] = IncidentState.from_dict(self.cache.states([key])[key])
+            key = self.keys[incident_id]
+            self.incidents[incident_id] = IncidentState.from_dict(self.load([key])[key])
+            del self.keys[incident_id]
         return self.incidents.get(incident_id)
 
     def load_all(self) -> dict[str, IncidentState]:
         if self.keys:
-            stored = self.cache.states(self.keys.values())
+            stored = self.load(list(self.keys.values()))
             for incident_id, key in self.keys.items():
                 self.incidents[incident_id] = IncidentState.from_dict(stored[key])
             self.keys = {}
         return self.incidents
 
-    def save(self) -> None:
-        if self.tip is None:
-            return
-        states = {incident_id: s.to_dict() for incident_id, s in self.incidents.items()}
-        keys = {incident_id: state_key(s) for incident_id, s in states.items()}
-        header = {
+    def encoded(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """Every incident's state key, and the canonical JSON of those loaded (the rest
+        are as they were stored): worked out once per position."""
+        if self._encoded is None or self._encoded[0] != self.tip:
+            data = {i: snapshot.encode(s.to_dict()) for i, s in self.incidents.items()}
+            like = self.tip or ""
+            keys = {**self.keys, **{i: gitcmd.object_id(d, like) for i, d in data.items()}}
+            self._encoded = (self.tip, keys, data)
+        return self._encoded[1], self._encoded[2]
+
+    def header(self) -> dict[str, Any]:
+        return {
             "tip": self.tip,
             "epoch": self.epoch,
             "next_number": self.next_number,
             "config_blob": self.config_blob,
             "config": self.config.model_dump(mode="json", exclude_defaults=True),
-            "incidents": {**self.keys, **keys},
+            "incidents": self.encoded()[0],
         }
-        self.cache.store_checkpoint(self.tip, header, {keys[i]: states[i] for i in states})
+
+    def save(self) -> None:
+        if self.tip is None:
+            return
+        keys, _ = self.encoded()
+        states = {keys[i]: s.to_dict() for i, s in self.incidents.items()}
+        self.cache.store_checkpoint(self.tip, self.header(), states)
+
+
+class States(Mapping[str, IncidentState]):
+    """Every incident as of the end of a walk, deleted ones included, each one read
+    when it is first asked for: a walk of a few new commits reads the incidents they
+    touch, however many the tracker holds."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    def __getitem__(self, incident_id: str) -> IncidentState:
+        found = self._state.incident(incident_id)
+        if found is None:
+            raise KeyError(incident_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._state.incidents, *self._state.keys])
+
+    def __len__(self) -> int:
+        return len(self._state.incidents) + len(self._state.keys)
+
+    def values(self) -> ValuesView[IncidentState]:
+        return self._state.load_all().values()  # one read for all
+
+    def items(self) -> ItemsView[str, IncidentState]:
+        return self._state.load_all().items()
+
+    def loaded(self) -> dict[str, IncidentState]:
+        """Those read so far: all that the walk changed, among them."""
+        return dict(self._state.incidents)
 
 
 class History:
     """A repository's main line, read once per walk."""
 
-    def __init__(self, root: Path, *, writable: bool = True) -> None:
-        """`writable=False`: read the cache, never write it (nothing under .git changes)."""
+    def __init__(self, root: Path, *, writable: bool = True, seed: str | None = None) -> None:
+        """`writable=False`: read the cache, never write it (nothing under .git changes).
+        `seed`: a commit of the engine's ref, whose snapshot (snapshot.py) a walk from
+        the engine's position starts from."""
         self.root = root
         gitcmd.check_not_shallow(root)
         self.cache = open_cache(root, writable=writable)
-        self._state: _State | None = _State(self.cache)
+        self._seed = seed
+        self._shared: dict[str, Any] | None = None
+        self._state: _State | None = self._new_state()
         self._tip: str | None = None
 
     def close(self) -> None:
@@ -165,7 +225,7 @@ class History:
         except CacheDamaged:
             # Rebuilt: the same steps are derived again, those handed out skipped.
             self.cache.clear()
-            self._state = _State(self.cache)
+            self._seed, self._state = None, self._new_state()
             for number, step in enumerate(self._walk(until, since)):
                 if number >= handed:
                     yield step
@@ -173,16 +233,27 @@ class History:
     def _walk(self, until: str, since: str | None) -> Iterator[Step]:
         tip = self._tip = gitcmd.resolve(self.root, until)
         start = gitcmd.resolve(self.root, since) if since else None
-        header = self.cache.checkpoint(start) if start else None
-        if header is not None:
+        resumed = self._checkpoint(start) if start else None
+        if resumed is not None:
             # Resume where an earlier walk ended: only the new commits are read.
-            self._state = _State(self.cache, header)
+            self._state = resumed
             try:
                 yield from self._steps(f"{start}..{tip}", after=start, replay=False)
                 self._state.save()
                 return
             except _NotOnMainLine:
                 pass  # raised before any step: walk from the start instead
+        known = self._from_cache(start, tip) if start else None
+        if known is not None:
+            replayed, resumed, rest = known
+            yield from replayed
+            self._state = resumed  # if None, known through the tip's checkpoint, if asked
+            if resumed is not None:
+                with gitcmd.Blobs(self.root) as blobs:
+                    for batch in _batches(iter(rest)):
+                        yield from self._process(batch, blobs)
+                resumed.save()
+            return
         emitting, last = start is None, None
         try:
             for step in self._steps(tip, after=None, replay=True):
@@ -203,36 +274,78 @@ class History:
         if self._state is not None:
             self._state.save()
 
-    def states(self) -> dict[str, IncidentState]:
+    def states(self) -> States:
         """Every incident as of the end of the last walk, deleted ones included."""
         try:
-            return self._states()
+            return States(self._states())
         except CacheDamaged:
             self.cache.clear()
-            self._state = None  # derived again from the start
-            return self._states()
+            self._seed, self._state = None, None  # derived again from the start
+            return States(self._states())
 
-    def _states(self) -> dict[str, IncidentState]:
+    def _states(self) -> _State:
         if self._state is None:
             # The walk replayed cached events only: the state is its tip's checkpoint,
             # or, if that was dropped, what deriving the history again gives.
-            header = self.cache.checkpoint(self._tip or "")
-            if header is not None:
-                self._state = _State(self.cache, header)
-            else:
+            self._state = self._checkpoint(self._tip or "")
+            if self._state is None:
                 for _ in self._steps(self._tip or "HEAD", after=None, replay=False):
                     pass
                 assert self._state is not None
                 self._state.save()
-        assert self._state is not None
-        return self._state.load_all()
+        return self._state
+
+    def snapshot(self) -> dict[str, bytes | None] | None:
+        """The files that make the engine's snapshot (snapshot.py) stand where the last
+        walk ended, for the commit on the seed's engine commit: the states that changed
+        since the seed's snapshot, or, if the walk did not start from it, all of them.
+        None if the seed's snapshot stands there already."""
+        state = self._states()
+        if state.tip is None:
+            return None
+        if state.base is None:
+            state.load_all()
+            keys, data = state.encoded()
+            return snapshot.changes(state.header(), data, whole=True)
+        keys, data = state.encoded()
+        changed = {i: data[i] for i, key in keys.items() if state.base.get(i) != key}
+        if not changed and self._shared is not None and self._shared["tip"] == state.tip:
+            return None
+        return snapshot.changes(state.header(), changed, whole=False)
+
+    def _new_state(
+        self, header: dict[str, Any] | None = None, base: dict[str, str] | None = None
+    ) -> _State:
+        return _State(self.cache, self._load_states, header, base)
+
+    def _checkpoint(self, commit: str) -> _State | None:
+        """The state where an earlier walk ended at `commit`: the seed's snapshot if it
+        stands there, or the local cache's checkpoint."""
+        if self._seed is not None and self._shared is None:
+            self._shared = snapshot.read(self.root, self._seed) or {"tip": None}
+        if self._shared is not None and self._shared["tip"] == commit:
+            return self._new_state(self._shared, base=self._shared["incidents"])
+        header = self.cache.checkpoint(commit)
+        return None if header is None else self._new_state(header)
+
+    def _load_states(self, keys: list[str]) -> dict[str, Any]:
+        """Incident states by key: from the local cache, or else from git (the blobs of
+        the engine's snapshot); CacheDamaged if neither has one."""
+        found = self.cache.states(keys)
+        missing = [key for key in keys if key not in found]
+        for key, data in gitcmd.read_objects(self.root, missing).items():
+            with contextlib.suppress(ValueError):
+                found[key] = json.loads(data)
+        if len(found) < len(set(keys)):
+            raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
+        return found
 
     def _steps(self, revisions: str, after: str | None, replay: bool) -> Iterator[Step]:
         """Steps from the log; with `replay`, from the events cache as long as it has
         them, then derived from the checkpoint where the cached steps end."""
         commits = gitcmd.log(self.root, [revisions], TRACKED)
         if not replay:
-            self._state = self._state if after is not None else _State(self.cache)
+            self._state = self._state if after is not None else self._new_state()
         with gitcmd.Blobs(self.root) as blobs:
             for batch in _batches(commits):
                 if after is not None and batch[0].parents[:1] != (after,):
@@ -257,13 +370,33 @@ class History:
                     batch = batch[len(replayed) :]
                 yield from self._process(batch, blobs)
 
+    def _from_cache(
+        self, start: str, tip: str
+    ) -> tuple[list[Step], _State | None, list[gitcmd.Commit]] | None:
+        """For a walk after `start` where no checkpoint stands (a cache read twice, to
+        elsewhere): the steps the cache has from `start` on, the checkpoint where they
+        end and the commits after it, if the cache has them; history before `start` is
+        not read. None if it has not."""
+        commits = list(gitcmd.log(self.root, [f"{start}..{tip}"], TRACKED))
+        if (commits[0].parents[:1] if commits else (tip,)) != (start,):
+            return None  # not on the main line: the walk from the start says so
+        with _garbage_collector_resting():
+            cached = self.cache.commit_steps(c.sha for c in commits)
+        replayed = []
+        for commit in itertools.takewhile(lambda c: c.sha in cached, commits):
+            occurred, events, findings = cached[commit.sha]
+            replayed.append(Step(commit, occurred, events, [Finding(*f) for f in findings]))
+        rest = commits[len(replayed) :]
+        resumed = self._checkpoint(replayed[-1].commit.sha) if rest and replayed else None
+        return (replayed, resumed, rest) if resumed or not rest else None
+
     def _resume(self, parent: str | None) -> _State:
         if parent is None:
-            return _State(self.cache)
-        header = self.cache.checkpoint(parent)
-        if header is None:
+            return self._new_state()
+        resumed = self._checkpoint(parent)
+        if resumed is None:
             raise _StateLost
-        return _State(self.cache, header)
+        return resumed
 
     def _process(self, batch: list[gitcmd.Commit], blobs: gitcmd.Blobs) -> Iterator[Step]:
         # A batch makes many small containers (documents, events) that all live on: the

@@ -2,10 +2,12 @@
 
 One JSON file, `engine.json`, in a commit on `refs/gitops-incidents/<branch>`:
 the position in history, the open trigger windows, the automations in force,
-and the ledger of every firing and action invocation. Each change is a new
-commit on that ref, published by compare-and-swap (`git update-ref ref new
-old`), so two runners never both win, and the ref's own history is the
-engine's audit trail. Runners on other machines share it by push and fetch:
+and the ledger of every firing and action invocation. Beside it, `history/` holds
+where history's walk stood at the position (snapshot.py), so that a fresh clone
+walks only the commits after it. Each change is a new commit on that ref,
+published by compare-and-swap (`git update-ref ref new old`), so two runners
+never both win, and the ref's own history is the engine's audit trail. Runners
+on other machines share it by push and fetch:
 
     git push origin 'refs/gitops-incidents/*:refs/gitops-incidents/*'
 """
@@ -187,6 +189,12 @@ def _windows() -> pydantic.TypeAdapter[Windows]:
     return pydantic.TypeAdapter(Windows)
 
 
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "gitops-incidents",
+    "GIT_AUTHOR_EMAIL": "engine@gitops-incidents.invalid",
+    "GIT_COMMITTER_NAME": "gitops-incidents",
+    "GIT_COMMITTER_EMAIL": "engine@gitops-incidents.invalid",
+}
 RUNNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -194,12 +202,17 @@ def claim(now: float) -> Claim:
     return Claim(RUNNER, socket.gethostname(), os.getpid(), now)
 
 
+def engine_ref(branch: str) -> str:
+    """The engine's ref of a branch (`main` or `refs/heads/main`)."""
+    return f"refs/gitops-incidents/{branch.removeprefix('refs/heads/')}"
+
+
 class Ledger:
     """The state of one branch's engine, read and updated by compare-and-swap."""
 
     def __init__(self, root: Path, branch: str, remote: Remote | None = None) -> None:
         self.root = root
-        self.ref = f"refs/gitops-incidents/{branch}"
+        self.ref = engine_ref(branch)
         # With a remote (the daemon's), each write is decided there (remote.py).
         self.remote = remote
         self._last_read: tuple[str, bytes, float] | None = None  # commit, bytes, clock
@@ -223,16 +236,23 @@ class Ledger:
                 f"with git update-ref {self.ref} <commit> (see git log {self.ref})"
             ) from None
 
-    def write(self, state: State, expected: str | None, message: str) -> str | None:
+    def write(
+        self,
+        state: State,
+        expected: str | None,
+        message: str,
+        history: dict[str, bytes | None] | None = None,
+    ) -> str | None:
         """Publish `state` if the ref is still at `expected`: the new commit, or None.
-        A state that is the one at `expected` but for its clock is not written (no
-        commit; with a remote, no push): an idle run or a claim another runner already
-        took changes nothing, and the next run advances from the older clock as this
-        one did."""
+        `history`: the files that move the snapshot of history beside it (History.
+        snapshot). A state that is the one at `expected` but for its clock, with no
+        snapshot to move, is not written (no commit; with a remote, no push): an idle
+        run or a claim another runner already took changes nothing, and the next run
+        advances from the older clock as this one did."""
         data = state.to_json()
-        if self._unchanged(state, expected, data):
+        if not history and self._unchanged(state, expected, data):
             return expected
-        commit = self.commit(data, expected, message)
+        commit = self.commit(data, expected, message, history)
         if self.remote is not None:
             return commit if self.remote.push({self.ref: (commit, expected)}) else None
         return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
@@ -249,25 +269,17 @@ class Ledger:
         finally:
             state.clock = moved
 
-    def commit(self, data: bytes, parent: str | None, message: str) -> str:
-        """A commit of a state's `data` (State.to_json) on `parent`, on no ref yet."""
-        root = self.root
-        blob = gitcmd.run(root, "hash-object", "-w", "--stdin", stdin=data).strip()
-        tree = gitcmd.run(root, "mktree", stdin=f"100644 blob {blob}\t{STATE_FILE}\n".encode())
-        parents = ["-p", parent] if parent else []
-        return gitcmd.run(
-            root,
-            "commit-tree",
-            tree.strip(),
-            *parents,
-            stdin=message.encode(),
-            env={
-                "GIT_AUTHOR_NAME": "gitops-incidents",
-                "GIT_AUTHOR_EMAIL": "engine@gitops-incidents.invalid",
-                "GIT_COMMITTER_NAME": "gitops-incidents",
-                "GIT_COMMITTER_EMAIL": "engine@gitops-incidents.invalid",
-            },
-        ).strip()
+    def commit(
+        self,
+        data: bytes,
+        parent: str | None,
+        message: str,
+        history: dict[str, bytes | None] | None = None,
+    ) -> str:
+        """A commit of a state's `data` (State.to_json) on `parent`, on no ref yet; the
+        snapshot of history is `parent`'s, or moved by the files in `history`."""
+        files = {**(history or {}), STATE_FILE: data}
+        return gitcmd.commit_tree(self.root, parent, files, message, env=IDENTITY)
 
     def update(self, change: Callable[[State], T], message: str) -> T:
         """Apply `change` to the newest state and publish it; on a lost race, read

@@ -24,13 +24,18 @@ def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from gitops_incidents import gitcmd
     from gitops_incidents.history import History
+    from gitops_incidents.ledger import engine_ref
     from gitops_incidents.progress import Progress
     from gitops_incidents.repository import default_until
 
-    until = args.until or default_until(args.repo)
+    branch = default_until(args.repo)
+    until = args.until or branch
+    # From where the engine stands, its snapshot saves the walk before (a fresh clone).
+    seed = gitcmd.ref_value(args.repo, engine_ref(branch)) if args.since else None
     write = sys.stdout.write
-    with History(args.repo) as history, Progress("reading history") as progress:
+    with History(args.repo, seed=seed) as history, Progress("reading history") as progress:
         suffix = f".incident.{args.incident}" if args.incident else None
         for step in history.walk(until, since=args.since):
             progress.advance()
