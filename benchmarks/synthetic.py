@@ -31,6 +31,8 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "Bench",
     "GIT_COMMITTER_EMAIL": "bench@example.invalid",
 }
+# The benchmarks' sizes: commits, and the incidents declared along them.
+SIZES = {600: 60, 5000: 500, 50000: 5000}
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 MAX_COMMENTS = 6
 
@@ -212,10 +214,13 @@ def append_severity_changes(path: Path, commits: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("path", type=Path)
+    parser.add_argument("--size", type=int, choices=sorted(SIZES), help="commits, of SIZES")
     parser.add_argument("--incidents", type=int, default=500)
     parser.add_argument("--commits", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.size:
+        args.commits, args.incidents = args.size, SIZES[args.size]
     generate(args.path, incidents=args.incidents, commits=args.commits, seed=args.seed)
 
 

@@ -17,19 +17,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from jinja2 import TemplateError as JinjaError
-
-from gitops_incidents import gitcmd, incident_writer, models, templates, tracker, yamlio
+from gitops_incidents import gitcmd, incident_writer, models, tracker, yamlio
 from gitops_incidents.events import IncidentState
 from gitops_incidents.faults import crashpoint
 from gitops_incidents.models import Automation, Config, Context
-from gitops_incidents.templates import compile_template
 from gitops_incidents.validation import parse_file
 
-TIMEOUT = httpx.Timeout(10.0)
+if TYPE_CHECKING:
+    import httpx
+
+TIMEOUT = 10.0  # seconds, for each step of a request
 ATTEMPTS = 3  # tries of a transient failure within one run
 # The resource kind each sourced action acts on; `<ns>` is the tracker's namespace.
 KINDS = {
@@ -201,8 +200,14 @@ def template_context(call: Call) -> dict[str, Any]:
 
 
 def render(template: str, call: Call) -> str:
+    # Jinja and httpx are imported where they are used: an apply that fires nothing
+    # (most of them) starts without them.
+    from jinja2 import TemplateError as JinjaError
+
+    from gitops_incidents import templates
+
     try:
-        return templates.render(compile_template(template), template_context(call))
+        return templates.render(templates.compile_template(template), template_context(call))
     except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError, RuntimeError) as exc:
         raise ActionFailed(f"template failed at render time: {exc}") from None
 
@@ -272,10 +277,14 @@ def _env_url(name: str) -> str:
 def _client() -> httpx.Client:
     """One client a process: its TLS context is built once (25 ms each), and the
     daemon's requests to one host reuse a connection."""
+    import httpx
+
     return httpx.Client(timeout=TIMEOUT)
 
 
 def _post(call: Call, url: str, body: str | bytes, headers: dict[str, str]) -> str:
+    import httpx
+
     try:
         response = _client().post(url, content=body, headers=headers)
     except httpx.UnsupportedProtocol:
@@ -295,6 +304,8 @@ def _post(call: Call, url: str, body: str | bytes, headers: dict[str, str]) -> s
 
 def _redacted(url: str) -> str:
     """A URL without its path and query: webhook URLs carry their secret there."""
+    import httpx
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}/…"
 

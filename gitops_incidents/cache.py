@@ -17,6 +17,7 @@ stale entry. SQLite's locking lets several processes share the file.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import marshal
@@ -118,6 +119,8 @@ def _in_memory() -> sqlite3.Connection:
 class Cache:
     def __init__(self, path: Path, *, writable: bool = True) -> None:
         self.writable, self.path, self._closed = writable, path, False
+        # What the last batches stored: those in the writer's queue, and the one it writes.
+        self._unwritten: collections.deque[dict[str, Any]] = collections.deque(maxlen=4)
         if not writable:
             # Nothing under .git changes (`plan`): not even the files SQLite makes to
             # read a database shared with writers. A cache of this walk only.
@@ -179,21 +182,26 @@ class Cache:
     def store(self, **tables: Iterable[tuple[str, Any]]) -> None:
         """Add (key, value) items to the `parsed` and `steps` tables, in one transaction,
         written in the background (`close` waits for it)."""
+        items = {table: list(tables.get(table, ())) for table in ("parsed", "steps")}
+        # Until the writer has stored them, the versions just parsed are looked up here.
+        self._unwritten.append(dict(items["parsed"]))
+        if not self.writable or not any(items.values()):
+            return
         rows = {
             table: [
                 (k, _pack(k, value))
-                for k, value in ((f"{FINGERPRINT}/{key}", value) for key, value in items)
+                for k, value in ((f"{FINGERPRINT}/{key}", v) for key, v in found)
             ]
-            for table, items in tables.items()
-            if table in ("parsed", "steps")
+            for table, found in items.items()
         }
-        if self.writable and any(rows.values()):
-            self._writes.put(rows)
+        self._writes.put(rows)
 
     def parsed(self, keys: Iterable[str]) -> dict[str, Any]:
-        if self.writable:
-            self._writes.join()  # what was parsed a batch ago is found, not parsed again
-        return self._get("parsed", keys)
+        """Validation results of file versions parsed before (a file set back to an
+        earlier version in the same walk, too), without waiting for the writer."""
+        wanted = list(keys)
+        found = {key: batch[key] for batch in self._unwritten for key in wanted if key in batch}
+        return found | self._get("parsed", (key for key in wanted if key not in found))
 
     # -- what each commit gave: a commit id names its whole history, so never stale
 

@@ -34,7 +34,7 @@ def test_each_kind_of_error_has_its_exit_status_and_one_line(
     def fails(args: argparse.Namespace) -> int:
         raise raised
 
-    monkeypatch.setattr(cli.COMMANDS["status"], "run", fails)
+    monkeypatch.setattr(cli.command("status"), "run", fails)
     assert cli.main(["--repo", str(repo.path), "status"]) == status
     err = capsys.readouterr().err
     assert err.startswith(said) and "Traceback" not in err
@@ -44,7 +44,7 @@ def test_the_traceback_is_there_when_asked_for(repo: Repo, monkeypatch: pytest.M
     def fails(args: argparse.Namespace) -> int:
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli.COMMANDS["status"], "run", fails)
+    monkeypatch.setattr(cli.command("status"), "run", fails)
     monkeypatch.setenv("GITOPS_INCIDENTS_TRACEBACK", "1")
     with pytest.raises(KeyError):
         cli.main(["--repo", str(repo.path), "status"])

@@ -1,8 +1,9 @@
 """One module per subcommand, each with `add_parser` and `run`.
 
-A command module imports only what building its parser needs at the top; what
-`run` needs is imported in `run`. So `--help` and each command load only their
-own code, not pydantic, Jinja or httpx for every command (tests/test_cli.py).
+`cli` lists the commands with their one line and imports only the module of the
+one that runs. A module imports at the top only what building its parser needs,
+and what `run` needs in `run`: `--help` of a command loads no pydantic, Jinja or
+httpx it would not use (tests/test_cli.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any, Protocol
 
 
 class Command(Protocol):
-    def add_parser(self, subparsers: Any, name: str, common: argparse.ArgumentParser) -> None: ...
+    def add_parser(
+        self, subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str
+    ) -> None: ...
 
     def run(self, args: argparse.Namespace) -> int: ...
 

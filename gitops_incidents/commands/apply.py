@@ -12,11 +12,11 @@ if TYPE_CHECKING:
     from gitops_incidents.engine import Report
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="process history since the last run: fire triggers, run and record actions",
+        help=summary,
         description="Evaluate the commits since the last run, then the proactive deadlines "
         "at the clock; run each firing's actions once and record them on "
         "refs/gitops-incidents/<branch>. Exit 1 if an action failed.",

@@ -25,11 +25,11 @@ DEFAULT_OUT = Path("site") / "build"
 MARKER = ".gitops-incidents-build"
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="build the site (site/mkdocs.yml, or a built-in one) with MkDocs and Material",
+        help=summary,
         description="Generate the pages from the files and their history and build them "
         "with MkDocs and Material for MkDocs.",
     )

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from gitops_incidents.validation import Finding
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="a pull request's check: validation, merge-safety rules and the plan, in one report",
+        help=summary,
         description="For the commits of base..head (from where head forked from base): "
         "every version of the tracker files they touch validated; an incident renamed, "
         "deleted, or a landed comment edited or removed flagged; and what merging would "

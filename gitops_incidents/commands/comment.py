@@ -9,11 +9,11 @@ from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="append a comment to an incident and commit it as you",
+        help=summary,
         description="Append a comment (Markdown) to incidents/ID.yaml, with you as its "
         "author and now as its time, and commit it as you.",
     )

@@ -12,11 +12,11 @@ from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="declare an incident: write incidents/<id>.yaml and commit it as you",
+        help=summary,
         description="Write a new incident file with the round-trip writer, check it, and "
         "commit it as the person running the command. With --from, the incident is "
         "declared from a Prefect resource: it is looked up, named, and linked with the "

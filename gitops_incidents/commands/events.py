@@ -8,11 +8,11 @@ import sys
 from typing import Any
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="print the events derived from history, one JSON object a line",
+        help=summary,
         description="Events of the main line, oldest first, one Prefect event (JSON) a line "
         "on stdout. Invalid file versions emit nothing and are reported on stderr.",
     )

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 MAX_LINE = 1 << 20  # as for files: a 1 MiB event is a mistake or an attack
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="evaluate external events (Prefect event JSON, one a line)",
+        help=summary,
         description="Evaluate Prefect events with the same engine and ledger as apply; "
         "an event id seen before is ignored. Lines that are not events are reported as "
         "path:line:column and skipped (exit 1).",

@@ -18,11 +18,11 @@ from gitops_incidents.errors import UsageError
 DRIVER = "gitops-incidents"
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="make a tracker repository, or add what it lacks (overwrites nothing)",
+        help=summary,
         description="Make PATH (default: the current folder) a tracker repository: git, "
         "the configuration, incidents/ and automations/ (a starting set, off until "
         "enabled), the JSON Schemas, the merge driver (.gitattributes and this clone's "

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="git's merge driver for incident files: a three-way merge by field",
+        help=summary,
         description="Merge an incident file by field: comments added on both sides are "
         "kept in time order, a field changed on one side is taken, a field changed "
         "differently on both is a conflict with git's markers (exit 1). Configured by init.",

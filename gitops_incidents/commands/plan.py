@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from gitops_incidents.engine import Plan
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="the events of base..head and what the automations would do; changes nothing",
+        help=summary,
         description="For a pull request: the events its commits would emit and, per "
         "automation, what would fire and which actions would run, from the state at "
         "base. Nothing is written: no ref, no file, no cache. Exit 1 if a file in the "

@@ -8,11 +8,11 @@ from typing import Any
 from gitops_incidents.commands import add_commit_flags
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="reopen a resolved incident and commit it as you",
+        help=summary,
         description="Set status: active in incidents/ID.yaml (its end_time removed) and "
         "commit it as you.",
     )

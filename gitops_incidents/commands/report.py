@@ -9,11 +9,11 @@ from typing import Any
 from gitops_incidents.errors import UsageError
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="the retrospective report of one incident (timeline, durations, people)",
+        help=summary,
         description="The report of one incident, fit for a compliance review: its "
         "timeline from history, durations, who took part, what automations did.",
     )

@@ -8,11 +8,11 @@ from typing import Any
 from gitops_incidents.commands import add_commit_flags
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="resolve an incident and commit it as you",
+        help=summary,
         description="Set status: resolved in incidents/ID.yaml (end_time: the commit's "
         "time unless --at) and commit it as you.",
     )

@@ -9,10 +9,8 @@ from typing import Any
 from gitops_incidents.schemas import SCHEMAS
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        name, parents=[common], help="print the JSON Schema of a file format (for editors)"
-    )
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
+    parser = subparsers.add_parser(name, parents=[common], help=summary)
     parser.add_argument("kind", nargs="?", choices=sorted(SCHEMAS), default="incident")
 
 

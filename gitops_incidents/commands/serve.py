@@ -9,11 +9,11 @@ from typing import Any
 from gitops_incidents.commands.build import log_to_stderr, project
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="preview the site on 127.0.0.1:8000, rebuilt on each commit (live reload)",
+        help=summary,
     )
     parser.add_argument("--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT", type=address)
 

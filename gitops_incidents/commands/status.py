@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from gitops_incidents.ledger import State
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="position in history, armed triggers, actions pending, failed or unknown",
+        help=summary,
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(

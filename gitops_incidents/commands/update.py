@@ -9,11 +9,11 @@ from gitops_incidents.commands import add_commit_flags
 from gitops_incidents.errors import UsageError
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="change an incident's fields and commit it as you",
+        help=summary,
         description="Change fields of incidents/ID.yaml (comments and layout kept), check "
         "the result, and commit it as you.",
     )

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from gitops_incidents.validation import Report
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="check incident, automation and configuration files",
+        help=summary,
         description="Check tracker files (all of them by default). Exit 0: valid; "
         "1: problems found; 2: usage error.",
     )

@@ -11,11 +11,11 @@ from gitops_incidents.commands.build import DEFAULT_OUT, check_out
 from gitops_incidents.errors import UsageError
 
 
-def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any, name: str, common: argparse.ArgumentParser, summary: str) -> None:
     parser = subparsers.add_parser(
         name,
         parents=[common],
-        help="run the engine continuously: on each commit, at each deadline",
+        help=summary,
         description="Run apply's engine whenever the branch moves (watched with watchdog, "
         "backed by a poll) and when a proactive deadline falls due, until SIGTERM or "
         "SIGINT, which let the run in flight finish (exit 0). SIGHUP reads the "
