@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -760,3 +761,68 @@ def test_templates_find_labels_by_their_dotted_names(tracker: Repo) -> None:
     assert apply(tracker) == 0
     text = (gitcmd.read_blob(tracker.path, "main", "incidents/db.yaml") or b"").decode()
     assert "- text: Paused prefect.work-pool.k8s-prod and prefect.work-pool.k8s-prod\n" in text
+
+
+# -- a fresh clone (CI): the engine's ref carries where history's walk stood -------------
+
+
+def test_a_fresh_clone_reads_only_the_commits_after_the_engines_position(
+    tracker: Repo, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitops_incidents import validation
+
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.updated.severity", PAGER))
+    for number in range(5):
+        tracker.write(f"incidents/old-{number}.yaml", incident(f"Old {number}"))
+        tracker.commit(f"declare old {number}", when=T0 + number)
+    tracker.write("incidents/db.yaml", incident("Database down"))
+    tracker.commit("declare db", when=T0 + 10)
+    assert apply(tracker) == 0
+    origin = tmp_path / "origin.git"
+    tracker.git("clone", "-q", "--bare", str(tracker.path), str(origin))
+    tracker.git("push", "-q", str(origin), "refs/gitops-incidents/*:refs/gitops-incidents/*")
+
+    fresh = Repo.clone(origin, tmp_path / "fresh")
+    fresh.git("fetch", "-q", "origin", "refs/gitops-incidents/*:refs/gitops-incidents/*")
+    fresh.write("incidents/db.yaml", incident("Database down", "SEV-1"))
+    fresh.commit("raise db", when=T0 + 20)
+    parsed: list[str] = []
+    read = validation.read_document
+    monkeypatch.setattr(
+        validation, "read_document", lambda path, *rest: parsed.append(path) or read(path, *rest)
+    )
+    assert apply(fresh) == 0
+    assert [p for p in parsed if p.startswith("incidents/")] == ["incidents/db.yaml"], parsed
+    (request,) = receiver.to("/pager")
+    assert request.json()["resource"]["prefect.resource.name"] == "Database down"
+    # What the snapshot gave is what walking the whole history gives.
+    whole = Repo.clone(origin, tmp_path / "whole")
+    whole.git("fetch", "-q", str(fresh.path), "main:main", "--update-head-ok")
+    events_fresh = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "events"], cwd=fresh.path,
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    events_whole = subprocess.run(
+        [sys.executable, "-m", "gitops_incidents", "events"], cwd=whole.path,
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert events_fresh == events_whole and events_fresh.count(b"\n") == 8
+
+
+def test_a_snapshot_written_by_other_code_is_not_read(tracker: Repo, tmp_path: Path) -> None:
+    tracker.write("incidents/db.yaml", incident("Database down"))
+    tracker.commit("declare db", when=T0 + 10)
+    assert apply(tracker) == 0
+    ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
+    checkpoint = json.loads(tracker.git("show", f"{ledger}:history/checkpoint.json"))
+    stale = json.dumps({**checkpoint, "code": "another"}).encode()
+    forged = gitcmd.commit_tree(tracker.path, ledger, {"history/checkpoint.json": stale}, "x")
+    tracker.git("update-ref", "refs/gitops-incidents/main", forged)
+    shutil.rmtree(tracker.path / ".git" / "gitops-incidents")
+    tracker.write("incidents/db.yaml", incident("Database down", "SEV-1"))
+    tracker.commit("raise db", when=T0 + 20)
+    assert apply(tracker) == 0  # walked from the start instead, and a new snapshot written
+    ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
+    assert json.loads(tracker.git("show", f"{ledger}:history/checkpoint.json"))["code"] != "another"
+    _, engine_state = Ledger(tracker.path, "main").read()
+    assert engine_state.ordinals["db"] == 2
