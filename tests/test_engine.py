@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -788,9 +789,12 @@ def test_a_fresh_clone_reads_only_the_commits_after_the_engines_position(
     fresh.commit("raise db", when=T0 + 20)
     parsed: list[str] = []
     read = validation.read_document
-    monkeypatch.setattr(
-        validation, "read_document", lambda path, *rest: parsed.append(path) or read(path, *rest)
-    )
+
+    def counting(path: str, *rest: Any) -> Any:
+        parsed.append(path)
+        return read(path, *rest)
+
+    monkeypatch.setattr(validation, "read_document", counting)
     assert apply(fresh) == 0
     assert [p for p in parsed if p.startswith("incidents/")] == ["incidents/db.yaml"], parsed
     (request,) = receiver.to("/pager")
