@@ -114,7 +114,7 @@ class _State:
         # The state keys of the engine's snapshot this walk started from, if it did: what
         # the next snapshot is told apart from (snapshot.changes).
         self.base = base
-        self._encoded: tuple[str | None, dict[str, str], dict[str, bytes]] | None = None
+        self._encoded: tuple[tuple[str | None, int], dict[str, str], dict[str, bytes]] | None = None
 
     def incident(self, incident_id: str) -> IncidentState | None:
         if incident_id not in self.incidents and incident_id in self.keys:
@@ -133,12 +133,12 @@ class _State:
 
     def encoded(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """Every incident's state key, and the canonical JSON of those loaded (the rest
-        are as they were stored): worked out once per position."""
-        if self._encoded is None or self._encoded[0] != self.tip:
+        are as they were stored): worked out once per position and incidents loaded."""
+        if self._encoded is None or self._encoded[0] != (self.tip, len(self.incidents)):
             data = {i: snapshot.encode(s.to_dict()) for i, s in self.incidents.items()}
             like = self.tip or ""
             keys = {**self.keys, **{i: gitcmd.object_id(d, like) for i, d in data.items()}}
-            self._encoded = (self.tip, keys, data)
+            self._encoded = ((self.tip, len(self.incidents)), keys, data)
         return self._encoded[1], self._encoded[2]
 
     def header(self) -> dict[str, Any]:
@@ -184,10 +184,6 @@ class States(Mapping[str, IncidentState]):
 
     def items(self) -> ItemsView[str, IncidentState]:
         return self._state.load_all().items()
-
-    def loaded(self) -> dict[str, IncidentState]:
-        """Those read so far: all that the walk changed, among them."""
-        return dict(self._state.incidents)
 
 
 class History:
@@ -305,8 +301,7 @@ class History:
             return None
         if state.base is None:
             state.load_all()
-            keys, data = state.encoded()
-            return snapshot.changes(state.header(), data, whole=True)
+            return snapshot.changes(state.header(), state.encoded()[1], whole=True)
         keys, data = state.encoded()
         changed = {i: data[i] for i, key in keys.items() if state.base.get(i) != key}
         if not changed and self._shared is not None and self._shared["tip"] == state.tip:
