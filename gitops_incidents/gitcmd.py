@@ -30,7 +30,6 @@ _HEADER = _SEP.join(
         f"%(trailers:key={ACTION_TRAILER},valueonly,separator=%x20)",
     ]
 )
-_ZERO = "0" * 40
 REGULAR = "100644"
 # History as committed: a replacement (`git replace`) is a local view that neither the
 # ledger, the cache (keyed by commit id) nor another clone shares. `replacements` lists them.
@@ -213,8 +212,8 @@ def _parse_log(token_lists: Iterator[list[str]]) -> Iterator[Commit]:
                     Change(
                         status[0],
                         token,
-                        None if old == _ZERO else old,
-                        None if new == _ZERO else new,
+                        old if old.strip("0") else None,  # all zeros: no such side
+                        new if new.strip("0") else None,
                         mode,
                     )
                 )
@@ -491,7 +490,7 @@ def update_ref(root: Path, ref: str, new: str, expected: str | None) -> bool:
     attempt = 0
     while True:
         try:
-            run(root, "update-ref", "-m", "gitops-incidents", ref, new, expected or _ZERO)
+            run(root, "update-ref", "-m", "gitops-incidents", ref, new, expected or "0" * len(new))
             return True
         except GitError:
             if ref_value(root, ref) != expected:

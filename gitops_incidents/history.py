@@ -98,7 +98,7 @@ class _State:
     def __init__(
         self,
         cache: Cache,
-        load: Callable[[list[str]], dict[str, Any]],
+        load: Callable[[list[str]], dict[str, IncidentState]],
         header: dict[str, Any] | None = None,
         base: dict[str, str] | None = None,
     ) -> None:
@@ -119,7 +119,7 @@ class _State:
     def incident(self, incident_id: str) -> IncidentState | None:
         if incident_id not in self.incidents and incident_id in self.keys:
             key = self.keys[incident_id]
-            self.incidents[incident_id] = IncidentState.from_dict(self.load([key])[key])
+            self.incidents[incident_id] = self.load([key])[key]
             del self.keys[incident_id]
         return self.incidents.get(incident_id)
 
@@ -127,7 +127,7 @@ class _State:
         if self.keys:
             stored = self.load(list(self.keys.values()))
             for incident_id, key in self.keys.items():
-                self.incidents[incident_id] = IncidentState.from_dict(stored[key])
+                self.incidents[incident_id] = stored[key]
             self.keys = {}
         return self.incidents
 
@@ -164,11 +164,17 @@ class States(Mapping[str, IncidentState]):
     when it is first asked for: a walk of a few new commits reads the incidents they
     touch, however many the tracker holds."""
 
-    def __init__(self, state: _State) -> None:
-        self._state = state
+    def __init__(self, state: _State, derive: Callable[[], _State]) -> None:
+        # `derive`: every state worked out again from history, for a stored one found
+        # damaged once the walk (which rebuilds what it finds damaged) is over.
+        self._state, self._derive = state, derive
 
     def __getitem__(self, incident_id: str) -> IncidentState:
-        found = self._state.incident(incident_id)
+        try:
+            found = self._state.incident(incident_id)
+        except CacheDamaged:
+            self._state = self._derive()
+            found = self._state.incident(incident_id)
         if found is None:
             raise KeyError(incident_id)
         return found
@@ -180,10 +186,17 @@ class States(Mapping[str, IncidentState]):
         return len(self._state.incidents) + len(self._state.keys)
 
     def values(self) -> ValuesView[IncidentState]:
-        return self._state.load_all().values()  # one read for all
+        return self._all().values()
 
     def items(self) -> ItemsView[str, IncidentState]:
-        return self._state.load_all().items()
+        return self._all().items()
+
+    def _all(self) -> dict[str, IncidentState]:
+        try:
+            return self._state.load_all()  # one read for all
+        except CacheDamaged:
+            self._state = self._derive()
+            return self._state.incidents
 
 
 class History:
@@ -221,7 +234,7 @@ class History:
         except CacheDamaged:
             # Rebuilt: the same steps are derived again, those handed out skipped.
             self.cache.clear()
-            self._seed, self._state = None, self._new_state()
+            self._seed, self._shared, self._state = None, None, self._new_state()
             for number, step in enumerate(self._walk(until, since)):
                 if number >= handed:
                     yield step
@@ -273,11 +286,20 @@ class History:
     def states(self) -> States:
         """Every incident as of the end of the last walk, deleted ones included."""
         try:
-            return States(self._states())
+            return States(self._states(), self._derived)
         except CacheDamaged:
             self.cache.clear()
-            self._seed, self._state = None, None  # derived again from the start
-            return States(self._states())
+            self._seed, self._shared, self._state = None, None, None  # derived again from the start
+            return States(self._states(), self._derived)
+
+    def _derived(self) -> _State:
+        """Every state as of the last walk's end, derived from history alone (no cache
+        or snapshot read; none written)."""
+        with History(self.root, writable=False) as again:
+            for _ in again._steps(self._tip or "HEAD", after=None, replay=False):
+                pass
+            assert again._state is not None
+            return again._state
 
     def _states(self) -> _State:
         if self._state is None:
@@ -323,14 +345,18 @@ class History:
         header = self.cache.checkpoint(commit)
         return None if header is None else self._new_state(header)
 
-    def _load_states(self, keys: list[str]) -> dict[str, Any]:
+    def _load_states(self, keys: list[str]) -> dict[str, IncidentState]:
         """Incident states by key: from the local cache, or else from git (the blobs of
-        the engine's snapshot); CacheDamaged if neither has one."""
-        found = self.cache.states(keys)
-        missing = [key for key in keys if key not in found]
+        the engine's snapshot); CacheDamaged if neither has one that reads as a state."""
+        stored = self.cache.states(keys)
+        missing = [key for key in keys if key not in stored]
         for key, data in gitcmd.read_objects(self.root, missing).items():
             with contextlib.suppress(ValueError):
-                found[key] = json.loads(data)
+                stored[key] = json.loads(data)
+        found = {}
+        for key, value in stored.items():
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                found[key] = IncidentState.from_dict(value)
         if len(found) < len(set(keys)):
             raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
         return found

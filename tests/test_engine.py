@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from gitops_incidents import gitcmd
+from gitops_incidents import gitcmd, snapshot
 from gitops_incidents.cli import main
 from gitops_incidents.commands.ingest import parse_event
 from gitops_incidents.faults import CRASH_EXIT
 from gitops_incidents.ledger import LEASE, Claim, Ledger
-from tests.conftest import T0, Repo
+from tests.conftest import CONFIG, T0, Repo
 from tests.webhook_server import Receiver
 
 NS = "prefect-cloud"
@@ -813,20 +813,79 @@ def test_a_fresh_clone_reads_only_the_commits_after_the_engines_position(
     assert events_fresh == events_whole and events_fresh.count(b"\n") == 8
 
 
-def test_a_snapshot_written_by_other_code_is_not_read(tracker: Repo, tmp_path: Path) -> None:
+def _other_code(checkpoint: dict[str, Any]) -> dict[str, bytes | None]:
+    return {"history/checkpoint.json": json.dumps({**checkpoint, "code": "another"}).encode()}
+
+
+def _no_clock(checkpoint: dict[str, Any]) -> dict[str, bytes | None]:
+    del checkpoint["epoch"]
+    return {"history/checkpoint.json": json.dumps(checkpoint).encode()}
+
+
+def _moved_state(checkpoint: dict[str, Any]) -> dict[str, bytes | None]:
+    path = snapshot.incident_path("db")
+    return {path: None, "history/incidents/zz/db": b"{}"}
+
+
+# How a snapshot in the engine's ref may not be one this code can start from; each is
+# walked past from the start, with the same events and firings, and written anew.
+FORGED = {
+    "a ledger from before snapshots": lambda _: {"history": None},
+    "written by other code": _other_code,
+    "checkpoint not JSON": lambda checkpoint: {"history/checkpoint.json": b'{"tip": '},
+    "checkpoint without its clock": _no_clock,
+    "a state where this code puts none": _moved_state,
+    "a state that is not one": lambda _: {snapshot.incident_path("db"): b'["x"]'},
+    "a state that is not JSON": lambda _: {snapshot.incident_path("db"): b"\xff{"},
+}
+
+
+@pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
+def test_a_snapshot_this_code_cannot_start_from_is_walked_past(
+    tracker: Repo, receiver: Receiver, forge: Any
+) -> None:
+    tracker.write("automations/page.yaml", automation(f"{NS}.incident.updated.severity", PAGER))
     tracker.write("incidents/db.yaml", incident("Database down"))
     tracker.commit("declare db", when=T0 + 10)
     assert apply(tracker) == 0
     ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
     checkpoint = json.loads(tracker.git("show", f"{ledger}:history/checkpoint.json"))
-    stale = json.dumps({**checkpoint, "code": "another"}).encode()
-    forged = gitcmd.commit_tree(tracker.path, ledger, {"history/checkpoint.json": stale}, "x")
+    forged = gitcmd.commit_tree(tracker.path, ledger, forge(checkpoint), "forged")
     tracker.git("update-ref", "refs/gitops-incidents/main", forged)
-    shutil.rmtree(tracker.path / ".git" / "gitops-incidents")
+    shutil.rmtree(tracker.path / ".git" / "gitops-incidents")  # a fresh clone's
     tracker.write("incidents/db.yaml", incident("Database down", "SEV-1"))
     tracker.commit("raise db", when=T0 + 20)
-    assert apply(tracker) == 0  # walked from the start instead, and a new snapshot written
-    ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
-    assert json.loads(tracker.git("show", f"{ledger}:history/checkpoint.json"))["code"] != "another"
+    assert apply(tracker) == 0
+    (request,) = receiver.to("/pager")
+    assert request.json()["resource"]["prefect.resource.name"] == "Database down"
     _, engine_state = Ledger(tracker.path, "main").read()
     assert engine_state.ordinals["db"] == 2
+    ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
+    written = snapshot.read(tracker.path, ledger)
+    assert written is not None and written["tip"] == tracker.git("rev-parse", "HEAD").strip()
+    state = json.loads(tracker.git("cat-file", "blob", written["incidents"]["db"]))
+    assert state["document"]["severity"] == "SEV-1" and state["ordinal"] == 2
+
+
+def test_a_sha256_repository_keeps_its_ledger_and_snapshot(
+    tracker: Repo, receiver: Receiver, tmp_path: Path
+) -> None:
+    subprocess.run(
+        ["git", "init", "-q", "-b", "main", "--object-format=sha256", str(tmp_path / "s")],
+        check=True,
+    )  # fmt: skip
+    repo = Repo(tmp_path / "s", init=False)
+    repo.write("gitops-incidents.yaml", CONFIG)
+    repo.write("automations/page.yaml", automation(f"{NS}.incident.updated.severity", PAGER))
+    repo.write("incidents/db.yaml", incident("Database down"))
+    repo.commit("declare db", when=T0 + 10)
+    assert apply(repo) == 0
+    repo.write("incidents/db.yaml", incident("Database down", "SEV-1"))
+    repo.commit("raise db", when=T0 + 20)
+    shutil.rmtree(repo.path / ".git" / "gitops-incidents")  # from the snapshot alone
+    assert apply(repo) == 0
+    (request,) = receiver.to("/pager")
+    assert request.json()["resource"]["prefect.resource.name"] == "Database down"
+    ledger = repo.git("rev-parse", "refs/gitops-incidents/main").strip()
+    written = snapshot.read(repo.path, ledger)
+    assert len(ledger) == 64 and written is not None and len(written["incidents"]["db"]) == 64

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchmarks.synthetic import generate
-from gitops_incidents import cache, validation
+from gitops_incidents import cache, gitcmd, snapshot, validation
 from gitops_incidents.cli import main
 from gitops_incidents.history import History, incident_histories, utc
 
@@ -425,3 +425,38 @@ def test_the_cache_fingerprint_covers_every_module(tmp_path: Path, module: str) 
     with (copy / module).open("a") as file:
         file.write("\n# changed\n")
     assert cache.code_fingerprint(copy) != cache.code_fingerprint()
+
+
+def test_a_walk_from_a_snapshot_reads_the_states_asked_for_and_mends_a_damaged_one(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle(repo)
+    position = repo.git("rev-parse", "HEAD").strip()
+    with History(repo.path, writable=False) as history:
+        list(history.walk("HEAD"))
+        files = history.snapshot()
+    assert files is not None
+    files[snapshot.incident_path("db")] = b'{"id": "db"}'  # damaged: not a whole state
+    seed = gitcmd.commit_tree(repo.path, None, files, "engine")
+    repo.write("incidents/new.yaml", "name: New\nseverity: SEV-5\n")
+    repo.commit("declare new", BOB, T0 + 3000)
+    with History(repo.path, writable=False) as history:
+        list(history.walk("HEAD"))
+        expected = {k: v.to_dict() for k, v in history.states().items()}
+    asked: list[str] = []
+    read_objects = gitcmd.read_objects
+
+    def counting(root: Path, ids: list[str]) -> dict[str, bytes]:
+        asked.extend(ids)
+        return read_objects(root, ids)
+
+    monkeypatch.setattr(gitcmd, "read_objects", counting)
+    with History(repo.path, writable=False, seed=seed) as history:
+        (step,) = history.walk("HEAD", since=position)
+        states = history.states()
+    assert [e["event"] for e in step.events] == ["prefect-cloud.incident.declared"]
+    assert sorted(states) == sorted(expected) and asked == []  # none read yet
+    assert states["dns"].to_dict() == expected["dns"]  # read when asked for
+    assert len(asked) == 1
+    assert states["db"].to_dict() == expected["db"]  # damaged: derived from history
+    assert {k: v.to_dict() for k, v in states.items()} == expected

@@ -320,8 +320,9 @@ def _declared_names(receiver: Receiver) -> list[str]:
     return [r.json()["resource"]["prefect.resource.name"] for r in receiver.to("/pager")]
 
 
+@pytest.mark.parametrize("cache", ["kept", "gone"])  # gone: a fresh clone's, the ledger's alone
 def test_a_squash_force_push_that_declares_acts_on_the_new_and_lists_the_rest(
-    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str], cache: str
 ) -> None:
     start = tracker.head()
     _page_on_declare(tracker, capsys)
@@ -336,6 +337,8 @@ def test_a_squash_force_push_that_declares_acts_on_the_new_and_lists_the_rest(
     tracker.git("reset", "-q", "--soft", start)
     tracker.write("incidents/b.yaml", incident("B"))
     tracker.commit("squashed", when=T0 + 40)
+    if cache == "gone":
+        shutil.rmtree(tracker.path / ".git" / "gitops-incidents")
     status, _, err = run(capsys, tracker, "apply")
     assert status == 1
     assert _declared_names(receiver) == ["A", "B"]  # b's declaration acted on, once
