@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.synthetic import IDENTITY, SIZES, generate, git
+from benchmarks.synthetic import IDENTITY, git
 
 Run = tuple[float, int]  # wall seconds, peak resident memory in KiB
 COMMAND = [sys.executable, "-m", "gitops_incidents"]
@@ -79,7 +79,13 @@ def commit(root: Path, number: int) -> None:
     if "comments:" not in text:
         text += "comments:\n"
     incident.write_text(text + f"  - text: 'benchmark note {number}'\n    author: bench\n")
-    git(root, "commit", "-qam", f"bench {number}")
+    # A minute after the last commit: the synthetic history runs years past today, and a
+    # commit dated before it would make git walk all of it for every A..B range.
+    when = f"@{int(git(root, 'log', '-1', '--format=%ct')) + 60} +0000"
+    subprocess.run(
+        ["git", "commit", "-qam", f"bench {number}"], cwd=root, check=True,
+        env={**os.environ, **IDENTITY, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when},
+    )  # fmt: skip
 
 
 class Tracker:
@@ -87,7 +93,12 @@ class Tracker:
 
     def __init__(self, work: Path, commits: int) -> None:
         self.work, self.commits = work / str(commits), commits
-        source = generate(self.work / "source", incidents=SIZES[commits], commits=commits, seed=1)
+        # In a process of its own: a child's peak memory counts this one's, forked with it.
+        source = self.work / "source"
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.synthetic", str(source), f"--size={commits}",
+             "--seed=1"], check=True,
+        )  # fmt: skip
         git(self.work, "clone", "-q", "--bare", str(source), "origin.git")
         self.origin = self.work / "origin.git"
         # The engine runs once in a clone and publishes its ref: CI's first run.

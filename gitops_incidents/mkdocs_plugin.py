@@ -53,6 +53,8 @@ class IncidentsPlugin(BasePlugin[IncidentsConfig]):  # type: ignore[no-untyped-c
             raise PluginError(f"gitops-incidents: {exc}") from None
         if site.STYLE not in config.extra_css:
             config.extra_css.append(site.STYLE)
+        if site.SCRIPT not in [str(script) for script in config.extra_javascript]:
+            config.extra_javascript.append(site.SCRIPT)
         return config
 
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:

@@ -72,7 +72,12 @@ class Webhook(Strict):
 class SiteConfig(Strict):
     title: NonEmpty = "Incidents"
     repo_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
-        None, description="base URL of the repository, for links to commits"
+        None,
+        description="base URL of the repository: links to commits, its editor, new incidents",
+    )
+    forge: Literal["github", "gitlab", "gitea"] | None = Field(
+        None,
+        description="the forge of repo_url (Forgejo, Codeberg: gitea); by default, from its host",
     )
 
 
@@ -82,6 +87,13 @@ class PrefectConfig(Strict):
     )
     ui_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
         None, description="Prefect's UI, for links to resources"
+    )
+    cloud_account: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")] | None = Field(
+        None,
+        description="Prefect Cloud's account id: with cloud_workspace, links into Cloud's UI",
+    )
+    cloud_workspace: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")] | None = Field(
+        None, description="Prefect Cloud's workspace id"
     )
 
 

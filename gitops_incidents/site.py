@@ -11,6 +11,7 @@ passes through as they are.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import html
@@ -18,8 +19,9 @@ import json
 import re
 import statistics
 import time
-from collections import Counter
+import urllib.parse
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -29,21 +31,29 @@ import nh3
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from gitops_incidents import gitcmd, tracker
+from gitops_incidents import charts, gitcmd, tracker
+from gitops_incidents.forge import Forge
 from gitops_incidents.history import incident_histories, open_cache
 from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
+from gitops_incidents.prefect.links import resource_url, ui_root
 from gitops_incidents.repository import config_at, default_until
 from gitops_incidents.timeline import (
+    Entry,
     Incident,
     automation_entries,
     duration_text,
+    human_time,
     impact_rows,
     incident,
     report,
     report_json,
     report_markdown,
+    sentence,
+    severity_time_text,
+    who,
 )
+from gitops_incidents.triggers import timestamp
 
 RECENT = 10  # resolved incidents on the home page
 ALLOWED_TAGS = {
@@ -52,6 +62,19 @@ ALLOWED_TAGS = {
     "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 STYLE = "assets/gitops-incidents.css"
+SCRIPT = "assets/gitops-incidents.js"
+STRIP_DAYS = 90
+DAY = 86400
+# What a new incident file starts as, on the forge's new-file page.
+TEMPLATE = """\
+name: What is broken, in a few words
+severity: {severity}
+summary: |
+  What people see, and since when.
+# related_resources:
+#   - {{id: prefect.work-pool.<id>, name: <the pool's name>}}
+# roles: {{commander: <you>}}
+"""
 
 _ENV = Environment(
     loader=PackageLoader("gitops_incidents", "site_templates"),
@@ -142,13 +165,172 @@ def read(root: Path, until: str) -> tuple[Config, list[Incident]]:
     return config, items
 
 
-def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
+def _when(at: str | None) -> Markup:
+    """A time for people, with the exact one in `datetime` and on hover."""
+    if not at:
+        return Markup("ongoing")
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(at, human_time(at))
+
+
+_ENV.filters["when"] = _when
+
+
+ICONS = {
+    "declared": "alert-circle", "updated.severity": "arrow-up-bold",
+    "updated.roles": "account-switch", "updated.tags": "tag",
+    "updated.related_resources": "link-variant", "updated.summary": "file-document-edit",
+    "updated.impact": "file-document-edit", "updated.name": "rename",
+    "comment.added": "comment-text", "comment.edited": "comment-alert",
+    "comment.removed": "comment-alert", "resolved": "check-circle", "reopened": "restore",
+    "deleted": "delete", "automation": "robot",
+}  # fmt: skip
+OTHER_ICONS = ("pencil", "arrow-down-bold")
+
+
+def _icon_css() -> str:
+    """A class per icon that the timeline uses, each one of Material's bundled icons
+    (material/templates/.icons) as a CSS mask, the way Material draws its admonitions'
+    icons: a page carries a class name, not the SVG."""
+    rules = []
+    folder = resources.files("material") / "templates" / ".icons" / "material"
+    for name in sorted({*ICONS.values(), *OTHER_ICONS}):
+        try:
+            svg = (folder / f"{name}.svg").read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            continue  # another Material release without it: no icon, the words stay
+        data = urllib.parse.quote(svg, safe=" =:/")
+        url = f"data:image/svg+xml;charset=utf-8,{data}"
+        rules.append(f'.gi-icon-{name} {{ --gi-icon: url("{url}"); }}')
+    return "\n".join(rules) + "\n"
+
+
+def _entry_icon(entry: Entry, ranks: dict[str, int]) -> str:
+    """The class of an entry's icon."""
+    name = ICONS.get(entry.kind, "pencil")
+    if entry.kind == "updated.severity" and ranks.get(str(entry.new), 0) > ranks.get(
+        str(entry.old), 0
+    ):
+        name = "arrow-down-bold"  # lowered
+    return f"gi-icon-{name}"
+
+
+def _diff(old: Any, new: Any) -> Markup:
+    """What changed in a text, word by word: removed words struck, added ones marked."""
+    before, after = str(old or "").split(), str(new or "").split()
+    parts: list[Markup] = []
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for op, a1, a2, b1, b2 in matcher.get_opcodes():
+        if op == "equal":
+            kept = before[a1:a2]
+            # Long unchanged stretches shrink to their ends.
+            if len(kept) > 12:
+                kept = [*kept[:5], "…", *kept[-5:]]
+            text = " ".join(kept)
+            parts.append(Markup("{}").format(text))
+        if op in ("delete", "replace"):
+            parts.append(Markup("<del>{}</del>").format(" ".join(before[a1:a2])))
+        if op in ("insert", "replace"):
+            parts.append(Markup("<ins>{}</ins>").format(" ".join(after[b1:b2])))
+    return Markup('<p class="gi-diff">{}</p>').format(Markup(" ").join(parts))
+
+
+def _resource(resource: dict[str, str], ui: str | None) -> dict[str, Any]:
+    """A linked resource as a person reads it: its name, its kind, its Prefect page."""
+    parts = resource["id"].split(".")
+    kind = parts[1].replace("-", " ") if len(parts) > 2 and parts[0] == "prefect" else ""
+    return {
+        "id": resource["id"],
+        "name": resource.get("name") or (parts[-1] if kind else resource["id"]),
+        "kind": kind,
+        "url": resource_url(ui, resource["id"], resource.get("name", "")),
+    }
+
+
+def _days(now: float) -> list[float]:
+    """The starts (UTC midnights) of the strips' days, oldest first, today last."""
+    today = now - now % DAY
+    return [today - DAY * n for n in range(STRIP_DAYS - 1, -1, -1)]
+
+
+def _strips(
+    shown: list[Incident], ranks: dict[str, int], now: float, ui: str | None
+) -> list[dict[str, Any]]:
+    """Per resource that ever had an incident: its last 90 days, each coloured by the
+    worst severity in force that day, those with an active incident first."""
+    days = _days(now)
+    first = days[0]
+    by_resource: dict[str, list[tuple[Incident, list[tuple[float, float, str]]]]] = {}
+    named: dict[str, dict[str, str]] = {}
+    for item in shown:
+        spans = item.severity_spans(now)
+        for resource in item.resources:
+            by_resource.setdefault(resource["id"], []).append((item, spans))
+            if resource.get("name") or resource["id"] not in named:
+                named[resource["id"]] = resource
+    strips = []
+    for resource_id, touching in by_resource.items():
+        worst: list[int | None] = [None] * len(days)
+        names: list[list[str]] = [[] for _ in days]
+        for item, spans in touching:
+            for since, until, severity in spans:
+                if until < first:
+                    continue
+                rank = ranks.get(severity, len(ranks))
+                start = max(int((since - first) // DAY), 0)
+                stop = min(int((max(until, since + 1) - 1 - first) // DAY), len(days) - 1)
+                for index in range(start, stop + 1):
+                    if worst[index] is None or rank < worst[index]:  # type: ignore[operator]
+                        worst[index] = rank
+                    said = f"#{item.number} {item.name} ({severity})"
+                    if said not in names[index]:
+                        names[index].append(said)
+        view = _resource(named[resource_id], ui)
+        cells = [
+            charts.Day(time.strftime("%d %b %Y", time.gmtime(day)), rank, said)
+            for day, rank, said in zip(days, worst, names, strict=True)
+        ]
+        active = any(item.status == "active" for item, _ in touching)
+        latest = max(timestamp(item.start_time) for item, _ in touching)
+        strips.append({**view, "svg": charts.strip(view["name"], cells), "active": active,
+                       "latest": latest})  # fmt: skip
+    strips.sort(key=lambda s: (not s["active"], -s["latest"], s["name"]))
+    return strips
+
+
+def _affected(
+    active: list[Incident], ranks: dict[str, int], ui: str | None
+) -> list[dict[str, Any]]:
+    """Every resource an active incident links, with its worst severity, worst first."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in active:
+        rank = ranks.get(item.severity, len(ranks))
+        for resource in item.resources:
+            seen = found.setdefault(
+                resource["id"], {**_resource(resource, ui), "rank": rank, "severity": item.severity,
+                                 "incidents": []},
+            )  # fmt: skip
+            if rank < seen["rank"]:
+                seen["rank"], seen["severity"] = rank, item.severity
+            seen["incidents"].append(item)
+    return sorted(found.values(), key=lambda r: (r["rank"], r["name"]))
+
+
+def generate(
+    items: list[Incident], config: Config, site_url: str = "", now: float | None = None
+) -> Site:
+    """The site of `items`; `now`: the time the strips and the status end at (the build's)."""
+    now = time.time() if now is None else now
     site = Site()
-    repo_url = (config.site.repo_url or "").rstrip("/")
+    forge = Forge.of(config.site.repo_url, config.branch, config.site.forge)
+    ui = ui_root(config.prefect)
     durations = {i.id: duration_text(i.duration) if i.end_time else "ongoing" for i in items}
     slugs = {tag: tag_slug(tag) for item in items for tag in item.tags}
     shown = [i for i in items if i.status != "deleted"]
-    order = {s.id: n for n, s in enumerate(config.severities)}
+    ranks = {s.id: n for n, s in enumerate(config.severities)}
+    labels = {s.id: s.label for s in config.severities}
+    declare_url = forge.new_file(
+        tracker.INCIDENTS, "new-incident.yaml", TEMPLATE.format(severity=config.severities[-1].id)
+    )
 
     def render(template: str, path: str, prefix: str, title: str, **values: Any) -> None:
         # Material prints front matter (the page title, the description) as it is, in
@@ -157,10 +339,13 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
         if "description" in values:
             front["description"] = html.escape(values.pop("description"))
         site.pages[path] = _ENV.get_template(template).render(
-            prefix=prefix, durations=durations, front=front, title=title, **values
-        )
+            prefix=prefix, durations=durations, front=front, title=title, ranks=ranks,
+            severity_class=lambda severity: charts.severity_class(ranks.get(severity)),
+            labels=labels, declare_url=declare_url, **values,
+        )  # fmt: skip
 
     for item in items:
+        data = report(item)
         render(
             "incident.md",
             f"incidents/{item.id}.md",
@@ -172,24 +357,33 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
             summary=markdown(item.summary) if item.summary else Markup("<p>None.</p>"),
             impact=markdown(item.impact) if item.impact else Markup("<p>Not assessed yet.</p>"),
             tag_slugs=slugs,
-            repo_url=repo_url,
+            forge=forge,
             markdown=markdown,
             impact_rows=impact_rows,
+            resources=[{**_resource(r, ui), "role": r["role"]} for r in item.resources],
+            at_severity=[
+                (severity, severity_time_text(seconds))
+                for severity, seconds in data["durations"]["time_at_severity_seconds"].items()
+            ],
+            sentence=sentence,
+            who=who,
+            entry_icon=_entry_icon,
+            diff=_diff,
+            edit_url=forge.edit(item.path) if item.path else None,
         )
-        data = report(item)
         site.files[f"reports/{item.id}.md"] = report_markdown(item, data).encode()
         site.files[f"reports/{item.id}.json"] = report_json(data).encode()
 
-    active = [i for i in shown if i.status == "active"]
-    by_severity: dict[str, list[Incident]] = {}
-    for item in sorted(active, key=lambda i: (order.get(i.severity, len(order)), -i.number)):
-        by_severity.setdefault(item.severity, []).append(item)
+    active = sorted(
+        (i for i in shown if i.status == "active"),
+        key=lambda i: (ranks.get(i.severity, len(ranks)), -i.number),
+    )
     resolved = sorted(
         (i for i in shown if i.status == "resolved"),
         key=lambda i: i.end_time or "",
         reverse=True,
     )
-    worst = min(active, key=lambda i: order.get(i.severity, len(order)), default=None)
+    worst = active[0] if active else None
     overall = (
         f"{len(active)} active incident(s); the most severe is {worst.severity}"
         if worst
@@ -201,7 +395,10 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
         "",
         config.site.title,
         overall=overall,
-        active=list(by_severity.items()),
+        worst_rank=ranks.get(worst.severity, len(ranks)) if worst else None,
+        affected=_affected(active, ranks, ui),
+        strips=_strips(shown, ranks, now, ui),
+        active=active,
         resolved=resolved[:RECENT],
     )
     render(
@@ -233,10 +430,28 @@ def generate(items: list[Incident], config: Config, site_url: str = "") -> Site:
             items=sorted(members, key=lambda i: -i.number),
         )
     render("metrics.md", "metrics.md", "", "Metrics", **_metrics(shown, config))
-    site.pages[STYLE] = _ENV.loader.get_source(_ENV, "style.css")[0]  # type: ignore[union-attr]
+    for path, source in ((STYLE, "style.css"), (SCRIPT, "script.js")):
+        site.pages[path] = _ENV.loader.get_source(_ENV, source)[0]  # type: ignore[union-attr]
+    site.pages[STYLE] += _icon_css()
     site.files["feed.xml"] = _atom(shown, config, site_url)
     site.files["feed.json"] = _json_feed(shown, config, site_url)
+    site.files.update(_status_files(active, ranks))
     return site
+
+
+def _status_files(active: list[Incident], ranks: dict[str, int]) -> dict[str, bytes]:
+    """The status as a badge for READMEs, and in shields.io's endpoint format."""
+    if active:
+        message = f"{len(active)} active, {active[0].severity}"
+        rank: int | None = ranks.get(active[0].severity, len(ranks))
+    else:
+        message, rank = "none active", None
+    colour = charts.badge_colour(rank)
+    endpoint = {"schemaVersion": 1, "label": "incidents", "message": message, "color": colour}
+    return {
+        "status.svg": charts.badge("incidents", message, colour),
+        "status.json": (json.dumps(endpoint) + "\n").encode(),
+    }
 
 
 def _metrics(items: list[Incident], config: Config) -> dict[str, Any]:
@@ -252,26 +467,35 @@ def _metrics(items: list[Incident], config: Config) -> dict[str, Any]:
                 "longest": duration_text(max(spans)) if spans else "-",
             }
         )
-    months = sorted(Counter(i.start_time[:7] for i in items).items())
-    height, width = 160, max(40 * len(months), 200)
-    top = max((count for _, count in months), default=1)
-    bars = [
-        {
-            "x": 40 * n + 6,
-            "w": 28,
-            "h": round(count / top * (height - 30)),
-            "y": height - 16 - round(count / top * (height - 30)),
-            "month": month,
-            "count": count,
-            "label": month[2:].replace("-", "/"),
-        }
-        for n, (month, count) in enumerate(months)
-    ]
+    months = sorted({i.start_time[:7] for i in items})
+    labels = [time.strftime("%b %Y", time.strptime(month, "%Y-%m")) for month in months]
+    declared = []
+    resolve = []
+    for rank, severity in enumerate(config.severities):
+        mine = [i for i in items if i.severity == severity.id]
+        per_month = dict.fromkeys(months, 0.0)
+        hours: dict[str, list[float]] = {month: [] for month in months}
+        for item in mine:
+            per_month[item.start_time[:7]] += 1
+            if item.duration is not None:
+                hours[item.start_time[:7]].append(item.duration / 3600)
+        name = f"{severity.id} {severity.label}"
+        if mine:
+            declared.append(charts.Series(name, rank, [per_month[m] for m in months]))
+        if any(hours.values()):
+            medians = [statistics.median(hours[m]) if hours[m] else None for m in months]
+            resolve.append(charts.Series(name, rank, medians))
     return {
         "resolve": rows,
-        "months": months,
-        "chart": {"width": width, "height": height, "bars": bars},
-    }
+        "declared_chart": charts.chart(
+            "Incidents declared per month, by severity", labels, declared,
+            unit="incidents", stacked=True,
+        ),
+        "resolve_chart": charts.chart(
+            "Median time to resolve, by the month the incident started", labels, resolve,
+            unit="hours", stacked=False,
+        ),
+    }  # fmt: skip
 
 
 def _link(site_url: str, path: str) -> str:

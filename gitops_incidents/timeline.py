@@ -8,6 +8,7 @@ Pure: an `IncidentHistory` and ledger records in, plain data out. Rendering
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -39,6 +40,8 @@ class Entry:
     status: str | None = None  # for automation entries: done, failed, unknown...
     stated: str | None = None  # a comment's own time (`at`), when it differs from `at`
     severity: str | None = None  # the severity from here on, where this entry sets it
+    old: Any = None  # for a field's change: its value before
+    new: Any = None  # and after
 
 
 ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
@@ -65,10 +68,32 @@ class Incident:
     entries: list[Entry] = field(default_factory=list)
     # Flow runs of the linked resources in the window, from Prefect (prefect.impact).
     prefect_impact: dict[str, Any] | None = None
+    path: str = ""  # its file, in the repository
+
+    def severity_spans(self, now: float) -> list[tuple[float, float, str]]:
+        """(from, to, severity) of each stretch at one severity, from start to end (or
+        `now`), by when each change was committed."""
+        start = timestamp(self.start_time)
+        end = max(timestamp(self.end_time) if self.end_time else now, start)
+        spans, severity, since = [], self.severity, start
+        for entry in self.entries:
+            if entry.severity is None:
+                continue
+            if entry.kind == "declared":
+                severity = entry.severity
+                continue
+            at = min(max(timestamp(entry.at), start), end)
+            spans.append((since, at, severity))
+            severity, since = entry.severity, at
+        return [*spans, (since, end, severity)]
 
     @property
     def title(self) -> str:
         return f"#{self.number} - {self.name}"
+
+    def recorded_later(self, entry: Entry) -> bool:
+        """Whether `entry` was committed after the incident ended: written up later."""
+        return self.end_time is not None and timestamp(entry.at) > timestamp(self.end_time)
 
 
 def incident(history: IncidentHistory, config: Config, actions: list[Entry]) -> Incident:
@@ -103,6 +128,7 @@ def incident(history: IncidentHistory, config: Config, actions: list[Entry]) -> 
             for role, people in (document.get("roles") or {}).items()
         },
         entries=entries(history.events, actions, state.comments),
+        path=state.path,
     )
 
 
@@ -174,7 +200,7 @@ def _entry(event: Event) -> Entry:
         else:
             title = f"{name.replace('_', ' ')} edited"
         severity = payload["new"] if name == "severity" else None
-        return Entry(title=title, severity=severity, **base)
+        return Entry(title=title, severity=severity, old=payload["old"], new=payload["new"], **base)
     if kind.startswith("comment."):
         comment = payload["comment"]
         # A comment shows its own author and time (they may differ from the commit's).
@@ -206,6 +232,93 @@ def _short(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def human_time(at: str) -> str:
+    """A time for people: `20 Nov 2026, 09:12 UTC`."""
+    return time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(timestamp(at)))
+
+
+def who(entry: Entry) -> str:
+    """Who an entry's sentence is about: the person, or the automation."""
+    if entry.kind == "automation":
+        return f"automation {entry.automation}"
+    return entry.actor or "someone"
+
+
+def sentence(entry: Entry, ranks: dict[str, int]) -> str:
+    """What `who(entry)` did, as the rest of a sentence ("raised the severity from
+    SEV-2 to SEV-1"); `ranks`: each severity's place on the scale, 0 the worst."""
+    kind = entry.kind
+    if kind.startswith("updated."):
+        return _change(kind.removeprefix("updated."), entry.old, entry.new, ranks)
+    if kind == "automation":
+        return f"ran {entry.title}"
+    return {
+        "declared": f"declared the incident at {entry.severity}",
+        "comment.added": "commented",
+        "comment.edited": "had a comment edited (history rewritten)",
+        "comment.removed": "had a comment removed (history rewritten)",
+        "resolved": "resolved the incident",
+        "reopened": "reopened the incident",
+        "deleted": "deleted the incident (its file was removed)",
+    }.get(kind, entry.title)
+
+
+def _change(name: str, old: Any, new: Any, ranks: dict[str, int]) -> str:
+    label = name.replace("_", " ")
+    if name == "severity":
+        was, now = ranks.get(str(old), -1), ranks.get(str(new), -1)
+        verb = "changed" if -1 in (was, now) else "raised" if now < was else "lowered"
+        return f"{verb} the severity from {old} to {new}"
+    if name == "name":
+        return f"renamed the incident from “{old}” to “{new}”"
+    if name in ("start_time", "end_time"):
+        if new is None:
+            return f"cleared the {label}"
+        return f"set the {label} to {human_time(new)}" + (
+            f" (was {human_time(old)})" if old else ""
+        )
+    if name == "tags":
+        return _listed("tag", [t for t in new or [] if t not in (old or [])],
+                       [t for t in old or [] if t not in (new or [])])  # fmt: skip
+    if name == "related_resources":
+        named = {r["id"]: r.get("name") or r["id"] for r in [*(old or []), *(new or [])]}
+        had, has = {r["id"] for r in old or []}, {r["id"] for r in new or []}
+        linked = [named[i] for i in named if i in has - had]
+        unlinked = [named[i] for i in named if i in had - has]
+        if not linked and not unlinked:
+            return "edited the linked resources"
+        parts = [f"linked {', '.join(linked)}"] * bool(linked)
+        return " and ".join([*parts, *[f"unlinked {', '.join(unlinked)}"] * bool(unlinked)])
+    if name == "roles":
+        return "changed the roles: " + "; ".join(_role_changes(old or {}, new or {}))
+    if name in ("summary", "impact"):
+        return f"wrote the {label}" if not old else f"edited the {label}"
+    return f"changed the {label}"
+
+
+def _listed(noun: str, added: list[str], removed: list[str]) -> str:
+    parts = []
+    for verb, names in (("added", added), ("removed", removed)):
+        if names:
+            parts.append(f"{verb} the {noun}{'s' * (len(names) > 1)} {', '.join(names)}")
+    return " and ".join(parts) or f"reordered the {noun}s"
+
+
+def _role_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Role by role, in words: "Bob became scribe", "Alice is no longer commander"."""
+
+    def people(roles: dict[str, Any], role: str) -> list[str]:
+        held = roles.get(role) or []
+        return [held] if isinstance(held, str) else [str(p) for p in held]
+
+    said = []
+    for role in [*old, *(r for r in new if r not in old)]:
+        before, after = people(old, role), people(new, role)
+        said += [f"{p} became {role}" for p in after if p not in before]
+        said += [f"{p} is no longer {role}" for p in before if p not in after]
+    return said or ["reordered"]
+
+
 def automation_entries(config: Config, ledger: State | None) -> dict[str, list[Entry]]:
     """What the engine's automations did, by the incident whose event they acted on:
     read from the ledger once for every incident."""
@@ -232,6 +345,13 @@ def automation_entries(config: Config, ledger: State | None) -> dict[str, list[E
                 )
             )
     return found
+
+
+def severity_time_text(seconds: float | None) -> str:
+    """A time at a severity: None is a change whose time is not known."""
+    return (
+        "unknown (changed after the incident ended)" if seconds is None else duration_text(seconds)
+    )
 
 
 def duration_text(seconds: float | None) -> str:
@@ -288,37 +408,25 @@ def report(item: Incident) -> dict[str, Any]:
     }
 
 
-def _entry_data(entry: Entry) -> dict[str, Any]:
-    """An entry's fields that are set (by hand: dataclasses.asdict deep-copies)."""
-    return {
-        name: value
-        for name in ENTRY_FIELDS
-        if (value := getattr(entry, name)) is not None and value is not False
-    }
-
-
-def _time_at_severity(item: Incident) -> dict[str, float]:
+def _time_at_severity(item: Incident) -> dict[str, float | None]:
     """Seconds at each severity from start to end (to the last event while active),
-    by when each change was committed, held within [start, end]: a change committed
-    after the incident ended (written up later) counts from the end."""
-    start = timestamp(item.start_time)
-    last = item.end_time or (item.entries[-1].at if item.entries else item.start_time)
-    end = max(timestamp(last), start)
-    spans: dict[str, float] = {}
-    severity, since = None, start
+    by when each change was committed, held within [start, end]. A change committed
+    after the incident ended (written up later) happened at a time nobody knows: the
+    severities before and after it are unknown (None)."""
+    last = timestamp(item.entries[-1].at if item.entries else item.start_time)
+    spans: dict[str, float | None] = {}
+    for since, until, severity in item.severity_spans(last):
+        if severity:
+            spans[severity] = (spans.get(severity) or 0.0) + until - since
+    unknown: set[str] = set()
+    severity = item.severity
     for entry in item.entries:
         if entry.severity is None:
             continue
-        if entry.kind == "declared":
-            severity = entry.severity  # in force from the start, whenever declared
-            continue
-        at = min(max(timestamp(entry.at), start), end)
-        if severity:
-            spans[severity] = spans.get(severity, 0.0) + at - since
-        severity, since = entry.severity, at
-    if severity:
-        spans[severity] = spans.get(severity, 0.0) + end - since
-    return spans
+        if entry.kind != "declared" and item.recorded_later(entry):
+            unknown |= {severity, entry.severity}
+        severity = entry.severity
+    return {name: None if name in unknown else seconds for name, seconds in spans.items()}
 
 
 def report_json(data: dict[str, Any]) -> str:
@@ -339,7 +447,7 @@ def report_markdown(item: Incident, data: dict[str, Any]) -> str:
         f"- Time to resolve: {duration_text(item.duration)}",
     ]
     for severity, seconds in data["durations"]["time_at_severity_seconds"].items():
-        lines.append(f"- Time at {_md(severity)}: {duration_text(seconds)}")
+        lines.append(f"- Time at {_md(severity)}: {severity_time_text(seconds)}")
     if item.tags:
         lines.append(f"- Tags: {', '.join(_md(t) for t in item.tags)}")
     for role, people in item.roles.items():

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gitops_incidents import site
 from gitops_incidents.cli import main
-from gitops_incidents.timeline import Entry, Incident, report
+from gitops_incidents.timeline import Entry, Incident, report, report_markdown
 from tests.conftest import ROOT, Repo
 from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
 
@@ -89,13 +89,14 @@ def test_incident_page_shows_facts_and_the_timeline_oldest_first(built: Path) ->
     assert "<code>prefect.work-pool.k8s-prod</code>" in html
     timeline = html.split('<ol class="gi-timeline" data-search-exclude>', 1)[1]
     whats = re.findall(r'<span class="gi-what">(.*?)</span>', timeline)
+    # Prose: who did what, in words.
     assert whats[:4] == [
-        "declared (SEV-2)",
-        "severity: SEV-2 -&gt; SEV-1",
-        "tags: +database",
-        "related resources edited",
+        "declared the incident at SEV-2",
+        "raised the severity from SEV-2 to SEV-1",
+        "added the tag database",
+        "linked nightly-etl",
     ]
-    assert "resolved" in whats and "reopened" in whats
+    assert "resolved the incident" in whats and "reopened the incident" in whats
     # Who, and the commit each entry links to.
     assert '<span class="gi-who">Alice Adams</span>' in timeline
     assert re.search(r'href="https://git.example.com/org/ops/commit/[0-9a-f]{40}"', timeline)
@@ -134,7 +135,9 @@ def test_home_listings_tags_metrics_and_feeds(built: Path) -> None:
     assert 'href="incidents/hostile.html"' in home
     everything = main_content(page(built, "incidents/index.html"))
     assert everything.count("<tr><td>") == 2  # db and hostile; dns was deleted
-    assert "deleted (its file was removed)" in main_content(page(built, "incidents/dns.html"))
+    assert "deleted the incident (its file was removed)" in main_content(
+        page(built, "incidents/dns.html")
+    )
     tags = main_content(page(built, "tags/index.html"))
     assert "&lt;b&gt;bold&lt;/b&gt;" in tags and 'href="prod.html"' in tags
     metrics = main_content(page(built, "metrics.html"))
@@ -342,9 +345,9 @@ def test_search_index_has_the_facts_but_not_the_timelines(built: Path) -> None:
     assert "Orders database unreachable" in text
 
 
-def test_time_at_severity_holds_changes_within_start_and_end() -> None:
-    """A backfilled incident (written up after it ended) spends its whole span at the
-    severity it was declared with; a change inside the span splits it."""
+def test_time_at_severity_splits_at_changes_and_is_unknown_for_one_made_later() -> None:
+    """A change inside the span splits it. A backfilled escalation (committed after the
+    incident ended) happened at a time nobody knows: both severities are unknown."""
     declared = Entry(at="2026-11-27T12:00:00Z", kind="declared", title="d", severity="SEV-2")
     later = Entry(at="2026-11-27T13:00:00Z", kind="updated.severity", title="s", severity="SEV-1")
     inside = Entry(at="2026-11-20T09:20:00Z", kind="updated.severity", title="s", severity="SEV-1")
@@ -354,6 +357,9 @@ def test_time_at_severity_holds_changes_within_start_and_end() -> None:
         summary="", impact="", tags=[], resources=[], roles={},
     )  # fmt: skip
     spans = report(replace(base, entries=[declared, later]))["durations"]
-    assert spans["time_at_severity_seconds"] == {"SEV-2": 3600.0, "SEV-1": 0.0}
+    assert spans["time_at_severity_seconds"] == {"SEV-2": None, "SEV-1": None}
+    backfilled = replace(base, entries=[declared, later])
+    text = report_markdown(backfilled, report(backfilled))
+    assert "- Time at SEV-1: unknown (changed after the incident ended)" in text
     spans = report(replace(base, entries=[declared, inside]))["durations"]
     assert spans["time_at_severity_seconds"] == {"SEV-2": 1200.0, "SEV-1": 2400.0}
