@@ -145,9 +145,10 @@ def _table(title: str, labels: Sequence[str], series: Sequence[Series], unit: st
         + "</tr>"
         for i, label in enumerate(labels)
     )
+    # In a box of its own: a table's own box does not clip what it holds.
     return (
-        f'<table class="gi-sr-only"><caption>{escape(title)} ({escape(unit)})</caption>'
-        f"<thead><tr><th></th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        f'<div class="gi-sr-only"><table><caption>{escape(title)} ({escape(unit)})</caption>'
+        f"<thead><tr><th></th>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
     )
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from gitops_incidents import site
 from gitops_incidents.cli import main
 from gitops_incidents.timeline import Entry, Incident, report, report_markdown
+from tests.browser import ARTIFACTS, served
 from tests.conftest import ROOT, Repo
 from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
 
@@ -55,7 +56,8 @@ def scripted(repo: Repo) -> Repo:
     lifecycle(repo)
     repo.write(
         "gitops-incidents.yaml",
-        "site: {title: Test incidents, repo_url: 'https://git.example.com/org/ops'}\n",
+        "site: {title: Test incidents, repo_url: 'https://git.example.com/org/ops', forge: gitea}\n"
+        "prefect: {ui_url: 'https://prefect.example.com/'}\n",
     )
     repo.write("incidents/hostile.yaml", HOSTILE)
     repo.commit("hostile", ALICE, T0 + 90_000)
@@ -242,36 +244,62 @@ def test_texts_that_mean_something_to_markdown_are_converted(text: str) -> None:
 # -- in a browser ----------------------------------------------------------------------------
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
-    return found
+WIDTHS = (1280, 375)  # a laptop, a phone
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 
 
-def rendered_dom(path: Path) -> str:
-    """The DOM after the page loaded and its scripts ran, in headless Chromium."""
-    result = subprocess.run(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", path.as_uri(),
-        ],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return result.stdout
+def test_in_chromium_the_pages_fit_render_and_run_nothing_injected(built: Path) -> None:
+    with served(built) as site_:
+        for width in WIDTHS:
+            with site_.visit("index.html", width, "home") as home:
+                assert home.problems == [] and home.js(OVERFLOW) <= 0
+                strips = home.js(
+                    "[...document.querySelectorAll('svg.gi-strip')].map("
+                    "s => [s.getBoundingClientRect().width, s.querySelectorAll('rect').length])"
+                )
+                assert strips and all(w > 150 and n == 90 for w, n in strips), strips
+                tips = home.js(
+                    "[...document.querySelectorAll('svg.gi-strip rect title')].map(t => t.textContent)"
+                )
+                assert any("#1 Orders database unreachable (SEV-1)" in t for t in tips)
+                assert home.js("document.querySelectorAll('.gi-card').length") == 2
+                assert home.js("!!document.querySelector('.md-search')")  # Material's scripts ran
+            for name in ("hostile", "db"):
+                with site_.visit(f"incidents/{name}.html", width, f"incident-{name}") as page_:
+                    assert page_.problems == [] and page_.js(OVERFLOW) <= 0
+                    heights = page_.js(
+                        "[...document.querySelectorAll('.gi-timeline > li')]"
+                        ".map(li => li.getBoundingClientRect().height)"
+                    )
+                    assert len(heights) >= 3 and all(h > 10 for h in heights), heights
+                    # The small script gave times the reader's zone and "... ago".
+                    assert page_.js("document.querySelectorAll('.gi-ago').length") > 0
+            with site_.visit("incidents/hostile.html", width) as hostile:
+                assert hostile.js("document.body.dataset.pwned") is None
+                title = hostile.js("document.title")
+                assert "Broken" in title and title != "pwned"
+                assert hostile.js("document.querySelectorAll('.gi-timeline > li').length") == 3
+            with site_.visit("metrics.html", width, "metrics") as metrics:
+                assert metrics.problems == [] and metrics.js(OVERFLOW) <= 0
+                assert metrics.js("document.querySelectorAll('svg.gi-chart').length") == 2
 
 
-def test_chromium_renders_the_timeline_and_runs_no_injected_script(built: Path) -> None:
-    dom = rendered_dom(built / "incidents" / "hostile.html")
-    assert dom.count('class="gi-entry') == 3  # declared, the comment, the severity change
-    assert "gi-comment" in dom
-    body = re.search(r"<body[^>]*>", dom)
-    assert body is not None and "pwned" not in body.group(0)
-    title = re.search(r"<title>(.*?)</title>", dom, re.S)
-    assert title is not None and "pwned" not in title.group(1).replace("document.title='pwned'", "")
-    assert "Broken" in title.group(1)
-    # Material's own scripts did run: the page is interactive, search included.
-    assert "md-search" in dom
+def test_in_chromium_dark_mode_and_print_take_their_styles(built: Path) -> None:
+    with served(built) as site_:
+        with site_.visit("index.html", 1280, "home-dark", scheme="dark") as home:
+            assert home.js("document.body.getAttribute('data-md-color-scheme')") == "slate"
+            # The severities' colours are the dark scheme's.
+            colour = "getComputedStyle(document.body).getPropertyValue('--gi-sev-0').trim()"
+            assert home.js(colour) == "#ef5350" and home.problems == []
+        with site_.visit("incidents/db.html", 1280) as page_:
+            page_.page.emulate_media(media="print")
+            shown = "getComputedStyle(document.querySelector('{}')).display"
+            assert page_.js(shown.format(".md-header")) == "none"
+            assert page_.js(shown.format(".gi-actions")) == "none"
+            assert page_.js(shown.format(".gi-timeline")) != "none"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page_.page.pdf(path=str(ARTIFACTS / "incident-db.pdf"))
+            assert page_.problems == []
 
 
 def test_automation_actions_from_the_ledger_are_in_the_timeline(repo: Repo) -> None:
@@ -363,3 +391,135 @@ def test_time_at_severity_splits_at_changes_and_is_unknown_for_one_made_later() 
     assert "- Time at SEV-1: unknown (changed after the incident ended)" in text
     spans = report(replace(base, entries=[declared, inside]))["durations"]
     assert spans["time_at_severity_seconds"] == {"SEV-2": 1200.0, "SEV-1": 2400.0}
+
+
+FORGES = [
+    # repo_url, forge, commit, edit, new file (its start)
+    ("https://github.com/org/ops", None, "https://github.com/org/ops/commit/abc",
+     "https://github.com/org/ops/edit/main/incidents/db.yaml",
+     "https://github.com/org/ops/new/main/incidents?filename=new-incident.yaml&value="),
+    ("https://gitlab.example.com/org/ops/", None, "https://gitlab.example.com/org/ops/-/commit/abc",
+     "https://gitlab.example.com/org/ops/-/edit/main/incidents/db.yaml",
+     "https://gitlab.example.com/org/ops/-/new/main/incidents?file_name=new-incident.yaml&content="),
+    ("https://codeberg.org/org/ops", None, "https://codeberg.org/org/ops/commit/abc",
+     "https://codeberg.org/org/ops/_edit/main/incidents/db.yaml",
+     "https://codeberg.org/org/ops/_new/main/incidents/?filename=new-incident.yaml&value="),
+    ("https://git.example.com/org/ops", "gitlab", "https://git.example.com/org/ops/-/commit/abc",
+     "https://git.example.com/org/ops/-/edit/main/incidents/db.yaml",
+     "https://git.example.com/org/ops/-/new/main/incidents?file_name=new-incident.yaml&content="),
+    # An unknown forge: commit links as GitHub spells them, and no editor.
+    ("https://git.example.com/org/ops", None, "https://git.example.com/org/ops/commit/abc", None, None),
+    (None, None, None, None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("repo_url", "kind", "commit", "edit", "new"), FORGES)
+def test_forge_links(
+    repo_url: str | None, kind: str | None, commit: str | None, edit: str | None, new: str | None
+) -> None:
+    from gitops_incidents.forge import Forge
+
+    forge = Forge.of(repo_url, "main", kind)
+    assert forge.commit("abc") == commit
+    assert forge.edit("incidents/db.yaml") == edit
+    made = forge.new_file("incidents", "new-incident.yaml", "name: x & y\n")
+    assert made == (new and new + "name%3A+x+%26+y%0A")
+
+
+PREFECT_PAGES = [
+    ("prefect.work-pool.6f2c", "k8s-prod", "https://ui.example.com/work-pools/work-pool/k8s-prod"),
+    ("prefect.work-pool.6f2c", "", "https://ui.example.com/work-pools/work-pool/6f2c"),
+    ("prefect.deployment.9a1b", "nightly", "https://ui.example.com/deployments/deployment/9a1b"),
+    ("prefect.flow-run.77", "", "https://ui.example.com/runs/flow-run/77"),
+    ("prefect.flow.5", "", "https://ui.example.com/flows/flow/5"),
+    ("prefect.work-pool.a b/c", "", "https://ui.example.com/work-pools/work-pool/a%20b%2Fc"),
+    ("prefect.block-document.1", "", None),  # no page of its own
+    ("aws.s3.bucket", "", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("resource", "name", "url"), PREFECT_PAGES)
+def test_prefect_ui_links(resource: str, name: str, url: str | None) -> None:
+    from gitops_incidents.models import PrefectConfig
+    from gitops_incidents.prefect.links import resource_url, ui_root
+
+    root = ui_root(PrefectConfig(ui_url="https://ui.example.com/"))
+    assert resource_url(root, resource, name) == url
+    cloud = ui_root(PrefectConfig(cloud_account="a1", cloud_workspace="w2"))
+    assert cloud == "https://app.prefect.cloud/account/a1/workspace/w2"
+    assert resource_url(ui_root(PrefectConfig()), resource, name) is None
+
+
+def test_the_site_links_the_forge_and_prefect_and_publishes_its_status(built: Path) -> None:
+    home = main_content(page(built, "index.html"))
+    declare = re.search(r'<a class="md-button md-button--primary" href="([^"]+)"', home)
+    assert declare is not None
+    assert declare.group(1).startswith(
+        "https://git.example.com/org/ops/_new/main/incidents/?filename=new-incident.yaml&amp;value=name%3A"
+    )
+    assert 'href="https://prefect.example.com/work-pools/work-pool/k8s-prod"' in home
+    db = main_content(page(built, "incidents/db.html"))
+    assert 'href="https://git.example.com/org/ops/_edit/main/incidents/db.yaml"' in db
+    assert '<time datetime="2026-11-18T11:06:40Z" title="2026-11-18T11:06:40Z">18 Nov 2026, 11:06 UTC</time>' in db
+    assert "<dt>Time at SEV-2</dt><dd>10 min</dd>" in db
+    # The file's own text, escaped in the badge's and the endpoint's words.
+    assert json.loads(page(built, "status.json")) == {
+        "schemaVersion": 1, "label": "incidents", "message": "2 active, SEV-1", "color": "#e05d44",
+    }  # fmt: skip
+    badge = ElementTree.fromstring((built / "status.svg").read_bytes())
+    assert "incidents: 2 active, SEV-1" in "".join(badge.itertext())
+
+
+RANKS = {"SEV-1": 0, "SEV-2": 1, "SEV-3": 2}
+SENTENCES = [
+    ("updated.severity", "SEV-2", "SEV-1", "raised the severity from SEV-2 to SEV-1"),
+    ("updated.severity", "SEV-1", "SEV-3", "lowered the severity from SEV-1 to SEV-3"),
+    ("updated.severity", "SEV-1", "SEV-9", "changed the severity from SEV-1 to SEV-9"),
+    ("updated.roles", {"commander": "alice"}, {"commander": "alice", "scribe": "bob"},
+     "changed the roles: bob became scribe"),
+    ("updated.roles", {"commander": ["alice", "carol"]}, {"commander": "bob"},
+     "changed the roles: bob became commander; alice is no longer commander; carol is no longer commander"),
+    ("updated.tags", ["a"], ["b", "c"], "added the tags b, c and removed the tag a"),
+    ("updated.related_resources", [], [{"id": "prefect.work-pool.1", "name": "k8s"}], "linked k8s"),
+    ("updated.related_resources", [{"id": "prefect.flow.1"}], [], "unlinked prefect.flow.1"),
+    ("updated.start_time", "2026-11-20T09:00:00Z", "2026-11-20T08:30:00Z",
+     "set the start time to 20 Nov 2026, 08:30 UTC (was 20 Nov 2026, 09:00 UTC)"),
+    ("updated.end_time", "2026-11-20T09:00:00Z", None, "cleared the end time"),
+    ("updated.name", "Old", "New", "renamed the incident from “Old” to “New”"),
+    ("updated.summary", "", "x", "wrote the summary"),
+    ("updated.impact", "a b", "a c", "edited the impact"),
+    ("updated.metadata", {}, {"a": 1}, "changed the metadata"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "old", "new", "said"), SENTENCES)
+def test_timeline_entries_read_as_sentences(kind: str, old: object, new: object, said: str) -> None:
+    from gitops_incidents.timeline import sentence
+
+    entry = Entry(at="2026-11-20T09:00:00Z", kind=kind, title="t", old=old, new=new)
+    assert sentence(entry, RANKS) == said
+
+
+def test_a_change_written_up_after_the_end_is_marked_and_its_time_unknown() -> None:
+    from gitops_incidents.models import Config
+
+    entries = [
+        Entry(at="2026-11-20T09:00:00Z", kind="declared", title="d", severity="SEV-2", actor="a"),
+        Entry(at="2026-11-20T10:00:00Z", kind="resolved", title="r", actor="a"),
+        Entry(at="2026-11-27T13:00:00Z", kind="updated.severity", title="s", severity="SEV-1",
+              old="SEV-2", new="SEV-1", actor="b"),
+        Entry(at="2026-11-27T14:00:00Z", kind="updated.summary", title="s", old="It broke.",
+              new="It broke <badly>.", actor="b"),
+    ]  # fmt: skip
+    item = Incident(
+        id="x", number=1, name="x", severity="SEV-1", severity_label="", status="resolved",
+        start_time="2026-11-20T09:00:00Z", end_time="2026-11-20T10:00:00Z", duration=3600.0,
+        summary="", impact="", tags=[], resources=[], roles={}, entries=entries, path="incidents/x.yaml",
+    )  # fmt: skip
+    built = site.generate([item], Config(), now=1_795_000_000).pages["incidents/x.md"]
+    entries_html = built.split('<ol class="gi-timeline"', 1)[1].split("<li ")[1:]
+    assert [("recorded later" in e) for e in entries_html] == [False, False, True, True]
+    assert 'class="gi-entry gi-updated-severity gi-later"' in entries_html[2]
+    assert "<dt>Time at SEV-1</dt><dd>unknown (changed after the incident ended)</dd>" in built
+    # What changed in the summary, word by word, escaped.
+    assert '<p class="gi-diff">It <del>broke.</del> <ins>broke &lt;badly&gt;.</ins></p>' in built

@@ -67,6 +67,7 @@ docs_dir: {docs}
 use_directory_urls: false
 theme:
   name: material
+  font: false
   palette:
     - media: "(prefers-color-scheme: light)"
       scheme: default
