@@ -298,10 +298,10 @@ def test_a_script_in_the_configured_title_reaches_no_page_raw(
 
     with served(tmp_path / "out") as site:
         for name in ("index.html", "incidents/fine.html", "metrics.html"):
-            with site.visit(name, 1280) as page:
-                assert page.js("!!document.querySelector('.md-search')")  # Material's scripts ran
-                assert page.js("document.body.dataset.pwned") is None, name
-                assert page.problems == [], name
+            with site.visit(name, 1280) as visit:
+                assert visit.js("!!document.querySelector('.md-search')")  # Material's scripts ran
+                assert visit.js("document.body.dataset.pwned") is None, name
+                assert visit.problems == [], name
 
 
 # -- history the engine cannot match, and a configuration it cannot read -----------------
