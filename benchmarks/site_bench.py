@@ -92,7 +92,7 @@ def hand_written(repo: Path, work: Path) -> Path:
         (project / "docs" / relpath).parent.mkdir(parents=True, exist_ok=True)
         (project / "docs" / relpath).write_text(text, encoding="utf-8")
     config = (repo / "site" / "mkdocs.yml").read_text().replace("  - gitops-incidents\n", "")
-    config += f"extra_css: [{site.STYLE}]\n"
+    config += f"extra_css: [{site.STYLE}]\nextra_javascript: [{site.SCRIPT}]\n"
     (project / "mkdocs.yml").write_text(config)
     return project
 
