@@ -54,7 +54,10 @@ def chart(
 ) -> Markup:
     """A bar chart (stacked: one bar a label, a segment a series) or a line chart (one
     line a series), with a y axis in `unit`, the labels along x and a legend."""
-    width, height, left, bottom, top_pad = 640, 240, 44, 40, 12
+    if not series:
+        empty = '<figure class="gi-figure"><figcaption>{}</figcaption><p>Nothing yet.</p></figure>'
+        return Markup(empty).format(title)
+    width, height, left, bottom, top_pad = 640, 260, 44, 40, 26
     plot_w, plot_h = width - left - 8, height - bottom - top_pad
     if stacked:
         totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -245,6 +246,11 @@ def test_texts_that_mean_something_to_markdown_are_converted(text: str) -> None:
 
 
 WIDTHS = (1280, 375)  # a laptop, a phone
+
+
+def width_of_content(visit: Any) -> float:
+    """Nine tenths of the article's width: what a chart fills (at least)."""
+    return float(visit.js("document.querySelector('article').clientWidth")) * 0.9
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 
 
@@ -281,7 +287,11 @@ def test_in_chromium_the_pages_fit_render_and_run_nothing_injected(built: Path) 
                 assert hostile.js("document.querySelectorAll('.gi-timeline > li').length") == 3
             with site_.visit("metrics.html", width, "metrics") as metrics:
                 assert metrics.problems == [] and metrics.js(OVERFLOW) <= 0
-                assert metrics.js("document.querySelectorAll('svg.gi-chart').length") == 2
+                assert metrics.js("document.querySelectorAll('figure.gi-figure').length") == 2
+                # Nothing resolved stays resolved here: no chart of times to resolve.
+                assert metrics.js("document.querySelectorAll('svg.gi-chart').length") == 1
+                width = "document.querySelector('svg.gi-chart').getBoundingClientRect().width"
+                assert metrics.js(width) > width_of_content(metrics)
 
 
 def test_in_chromium_dark_mode_and_print_take_their_styles(built: Path) -> None:
