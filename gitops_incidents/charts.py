@@ -155,6 +155,9 @@ def _table(title: str, labels: Sequence[str], series: Sequence[Series], unit: st
     )
 
 
+NAMED = 3  # incidents a strip's cell names; the rest are counted
+
+
 @dataclass(frozen=True)
 class Day:
     label: str  # 20 Nov 2026
@@ -169,7 +172,9 @@ def strip(name: str, days: Sequence[Day]) -> Markup:
     width = len(days) * (cell + gap)
     cells = []
     for index, day in enumerate(days):
-        said = "; ".join(day.incidents) if day.incidents else "no incident"
+        said = "; ".join(day.incidents[:NAMED]) if day.incidents else "no incident"
+        if len(day.incidents) > NAMED:
+            said += f"; and {len(day.incidents) - NAMED} more"
         kind = severity_class(day.rank) if day.incidents else "gi-day-clear"
         cells.append(
             f'<rect class="{kind}" x="{index * (cell + gap)}" y="0" width="{cell}" height="24" '

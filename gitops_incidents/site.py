@@ -29,7 +29,7 @@ from xml.etree import ElementTree
 import markdown as markdown_lib
 import nh3
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from gitops_incidents import charts, gitcmd, tracker
 from gitops_incidents.forge import Forge
@@ -165,11 +165,14 @@ def read(root: Path, until: str) -> tuple[Config, list[Incident]]:
     return config, items
 
 
+@functools.lru_cache(maxsize=65536)
 def _when(at: str | None) -> Markup:
-    """A time for people, with the exact one in `datetime` and on hover."""
+    """A time for people, with the exact one in `datetime` and on hover (cached: a
+    commit's time recurs on every entry it made)."""
     if not at:
         return Markup("ongoing")
-    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(at, human_time(at))
+    exact = escape(at)
+    return Markup(f'<time datetime="{exact}" title="{exact}">{human_time(at)}</time>')
 
 
 _ENV.filters["when"] = _when

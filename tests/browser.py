@@ -60,9 +60,9 @@ class Site:
         visit = Visit(page)
         page.on(
             "console",
-            lambda m: visit.problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error"
-            else None,
+            lambda m: (
+                visit.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+            ),
         )
         page.on("pageerror", lambda error: visit.problems.append(f"page error: {error}"))
 

@@ -251,6 +251,8 @@ WIDTHS = (1280, 375)  # a laptop, a phone
 def width_of_content(visit: Any) -> float:
     """Nine tenths of the article's width: what a chart fills (at least)."""
     return float(visit.js("document.querySelector('article').clientWidth")) * 0.9
+
+
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 
 
@@ -290,8 +292,8 @@ def test_in_chromium_the_pages_fit_render_and_run_nothing_injected(built: Path) 
                 assert metrics.js("document.querySelectorAll('figure.gi-figure').length") == 2
                 # Nothing resolved stays resolved here: no chart of times to resolve.
                 assert metrics.js("document.querySelectorAll('svg.gi-chart').length") == 1
-                width = "document.querySelector('svg.gi-chart').getBoundingClientRect().width"
-                assert metrics.js(width) > width_of_content(metrics)
+                chart = "document.querySelector('svg.gi-chart').getBoundingClientRect().width"
+                assert metrics.js(chart) > width_of_content(metrics)
 
 
 def test_in_chromium_dark_mode_and_print_take_their_styles(built: Path) -> None:
@@ -470,7 +472,10 @@ def test_the_site_links_the_forge_and_prefect_and_publishes_its_status(built: Pa
     assert 'href="https://prefect.example.com/work-pools/work-pool/k8s-prod"' in home
     db = main_content(page(built, "incidents/db.html"))
     assert 'href="https://git.example.com/org/ops/_edit/main/incidents/db.yaml"' in db
-    assert '<time datetime="2026-11-18T11:06:40Z" title="2026-11-18T11:06:40Z">18 Nov 2026, 11:06 UTC</time>' in db
+    assert (
+        '<time datetime="2026-11-18T11:06:40Z" title="2026-11-18T11:06:40Z">18 Nov 2026, 11:06 UTC</time>'
+        in db
+    )
     assert "<dt>Time at SEV-2</dt><dd>10 min</dd>" in db
     # The file's own text, escaped in the badge's and the endpoint's words.
     assert json.loads(page(built, "status.json")) == {
