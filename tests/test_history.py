@@ -444,13 +444,13 @@ def test_a_walk_from_a_snapshot_reads_the_states_asked_for_and_mends_a_damaged_o
         list(history.walk("HEAD"))
         expected = {k: v.to_dict() for k, v in history.states().items()}
     asked: list[str] = []
-    read_objects = gitcmd.read_objects
+    load = History._load_states
 
-    def counting(root: Path, ids: list[str]) -> dict[str, bytes]:
-        asked.extend(ids)
-        return read_objects(root, ids)
+    def counting(self: History, keys: list[str]) -> Any:
+        asked.extend(keys)
+        return load(self, keys)
 
-    monkeypatch.setattr(gitcmd, "read_objects", counting)
+    monkeypatch.setattr(History, "_load_states", counting)
     with History(repo.path, writable=False, seed=seed) as history:
         (step,) = history.walk("HEAD", since=position)
         states = history.states()

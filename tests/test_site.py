@@ -272,6 +272,7 @@ def test_in_chromium_the_pages_fit_render_and_run_nothing_injected(built: Path) 
                 assert any("#1 Orders database unreachable (SEV-1)" in t for t in tips)
                 assert home.js("document.querySelectorAll('.gi-card').length") == 2
                 assert home.js("!!document.querySelector('.md-search')")  # Material's scripts ran
+                assert home.js("document.body.dataset.pwned") is None  # the hostile names
             for name in ("hostile", "db"):
                 with site_.visit(f"incidents/{name}.html", width, f"incident-{name}") as page_:
                     assert page_.problems == [] and page_.js(OVERFLOW) <= 0
@@ -538,3 +539,13 @@ def test_a_change_written_up_after_the_end_is_marked_and_its_time_unknown() -> N
     assert "<dt>Time at SEV-1</dt><dd>unknown (changed after the incident ended)</dd>" in built
     # What changed in the summary, word by word, escaped.
     assert '<p class="gi-diff">It <del>broke.</del> <ins>broke &lt;badly&gt;.</ins></p>' in built
+
+
+def test_the_declare_button_s_template_is_a_valid_incident(tmp_path: Path) -> None:
+    from gitops_incidents.models import Config
+
+    text = site.TEMPLATE.format(severity=Config().severities[-1].id)
+    (tmp_path / "incidents").mkdir()
+    made = tmp_path / "incidents" / "new-incident.yaml"
+    made.write_text(text)
+    assert main(["--repo", str(tmp_path), "validate", str(made)]) == 0
