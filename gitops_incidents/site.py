@@ -427,7 +427,7 @@ def generate(
         "",
         config.site.title,
         overall=overall,
-        worst_rank=ranks.get(worst.severity, len(ranks)) if worst else None,
+        since=min((i.start_time for i in active), default=None),
         affected=_affected(active, ranks, ui),
         strips=_strips(shown, ranks, now, ui),
         active=active,

@@ -574,7 +574,7 @@ UNSAFE: dict[str, tuple[Callable[[Repo], object], str]] = {
             r.write("site/hooks.py", HOOK),
             r.write("site/mkdocs.yml", _project(r) + "hooks: [hooks.py]\n"),
         ),
-        "site/mkdocs.yml:23:1: hooks: not as on the base main; a safe build takes it only as the base branch has it",
+        "site/mkdocs.yml:31:1: hooks: not as on the base main; a safe build takes it only as the base branch has it",
     ),
     "a Python tag": (
         lambda r: r.write(
@@ -623,7 +623,7 @@ UNSAFE: dict[str, tuple[Callable[[Repo], object], str]] = {
             "site/mkdocs.yml",
             _project(r).replace("  - About: about.md", "  - About: 'javascript:alert(1)'"),
         ),
-        "site/mkdocs.yml:19:12: nav.4.About: markup or a script URL, which Material prints as it is",
+        "site/mkdocs.yml:27:12: nav.4.About: markup or a script URL, which Material prints as it is",
     ),
 }
 
