@@ -888,3 +888,52 @@ def test_the_daemon_follows_prefects_events_and_catches_up_after_a_restart(
     assert daemon.wait(timeout=30) == 0
     for flow_run in (first, second):  # each declared once
         assert sum(f"Flow run {flow_run['name']} failed" in s for s in declared()) == 1
+
+
+CONFIGURED = """
+import sys
+from gitops_incidents.actions import ActionFailed
+from gitops_incidents.prefect import client
+try:
+    client.configured()
+    print("configured", "prefect" in sys.modules)
+except ActionFailed as exc:
+    print("not configured", "prefect" in sys.modules, exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("place", "expected"),
+    [
+        (None, "not configured False"),  # nowhere: said without importing Prefect
+        ("profile", "configured True"),
+        (".env", "configured True"),
+        ("prefect.toml", "configured True"),
+        ("pyproject.toml", "configured True"),
+    ],
+)
+def test_an_api_set_anywhere_prefect_reads_is_found(
+    tmp_path: Path, place: str | None, expected: str
+) -> None:
+    url = "http://127.0.0.1:9/api"
+    home, cwd = tmp_path / "home", tmp_path / "work"
+    cwd.mkdir(parents=True)
+    if place == "profile":
+        (home / ".prefect").mkdir(parents=True)
+        (home / ".prefect" / "profiles.toml").write_text(
+            f'active = "mine"\n[profiles.mine]\nPREFECT_API_URL = "{url}"\n'
+        )
+    elif place == ".env":
+        (cwd / ".env").write_text(f"PREFECT_API_URL={url}\n")
+    elif place == "prefect.toml":
+        (cwd / "prefect.toml").write_text(f'[api]\nurl = "{url}"\n')
+    elif place == "pyproject.toml":
+        (cwd / "pyproject.toml").write_text(f'[tool.prefect.api]\nurl = "{url}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "HOME": str(home)
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CONFIGURED], cwd=cwd, env=env, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert result.stdout.startswith(expected), result.stdout + result.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -34,18 +36,38 @@ def connect(timeout: float | None = None) -> Iterator[SyncPrefectClient]:
         raise outcome(exc) from None
 
 
+NO_API = (
+    "no Prefect API to call: set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud), "
+    "or select a Prefect profile that has them"
+)
+
+
 def configured() -> None:
     """Raise ActionFailed unless prefect-client is installed and an API is set."""
+    if _nowhere_set():
+        raise ActionFailed(NO_API)
     try:
         from prefect.settings import PREFECT_API_URL
     except ImportError:
         raise ActionFailed(f"calling Prefect needs the optional extra: {EXTRA}") from None
     if not PREFECT_API_URL.value():
         # Without one, prefect-client would start a throwaway server of its own.
-        raise ActionFailed(
-            "no Prefect API to call: set PREFECT_API_URL (and PREFECT_API_KEY for Prefect "
-            "Cloud), or select a Prefect profile that has them"
-        )
+        raise ActionFailed(NO_API)
+
+
+def _nowhere_set() -> bool:
+    """Whether no place Prefect 3 reads its settings from can hold an API URL: not
+    the environment, a profiles file, nor a .env, prefect.toml or pyproject.toml here.
+    Asking Prefect itself means importing it: a second, every build of a site."""
+    if any(name.startswith("PREFECT_") for name in os.environ):
+        return False
+    home = Path("~/.prefect").expanduser()
+    if (home / "profiles.toml").exists() or any(
+        Path(name).exists() for name in (".env", "prefect.toml")
+    ):
+        return False
+    project = Path("pyproject.toml")
+    return not (project.exists() and "tool.prefect" in project.read_text(errors="replace"))
 
 
 def outcome(exc: Exception) -> ActionFailed:
