@@ -428,6 +428,7 @@ def generate(
         config.site.title,
         overall=overall,
         since=min((i.start_time for i in active), default=None),
+        alarm=_alarm(ranks.get(worst.severity, len(ranks)) if worst else None),
         affected=_affected(active, ranks, ui),
         strips=_strips(shown, ranks, now, ui),
         active=active,
@@ -469,6 +470,14 @@ def generate(
     site.files["feed.json"] = _json_feed(shown, config, site_url)
     site.files.update(_status_files(active, ranks))
     return site
+
+
+def _alarm(rank: int | None) -> str:
+    """Material's admonition for the worst active severity's place on the scale: the
+    top two alarm, the third warns, the rest inform."""
+    if rank is None or rank > 2:
+        return "info"
+    return "warning" if rank == 2 else "danger"
 
 
 def _status_files(active: list[Incident], ranks: dict[str, int]) -> dict[str, bytes]:

@@ -465,6 +465,7 @@ def test_prefect_ui_links(resource: str, name: str, url: str | None) -> None:
 
 def test_the_site_links_the_forge_and_prefect_and_publishes_its_status(built: Path) -> None:
     home = main_content(page(built, "index.html"))
+    assert '<div class="admonition danger gi-overall gi-sev-0">' in home  # SEV-1 active
     declare = re.search(r'<a class="md-button md-button--primary" href="([^"]+)"', home)
     assert declare is not None
     assert declare.group(1).startswith(
@@ -549,3 +550,12 @@ def test_the_declare_button_s_template_is_a_valid_incident(tmp_path: Path) -> No
     made = tmp_path / "incidents" / "new-incident.yaml"
     made.write_text(text)
     assert main(["--repo", str(tmp_path), "validate", str(made)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("rank", "kind"), [(0, "danger"), (1, "danger"), (2, "warning"), (3, "info"), (None, "info")]
+)
+def test_the_overall_status_alarms_by_the_worst_active_severity(
+    rank: int | None, kind: str
+) -> None:
+    assert site._alarm(rank) == kind
