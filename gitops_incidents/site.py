@@ -51,6 +51,7 @@ from gitops_incidents.timeline import (
     report_markdown,
     sentence,
     severity_time_text,
+    severity_verb,
     who,
 )
 from gitops_incidents.triggers import timestamp
@@ -210,10 +211,8 @@ def _icon_css() -> str:
 def _entry_icon(entry: Entry, ranks: dict[str, int]) -> str:
     """The class of an entry's icon."""
     name = ICONS.get(entry.kind, "pencil")
-    if entry.kind == "updated.severity" and ranks.get(str(entry.new), 0) > ranks.get(
-        str(entry.old), 0
-    ):
-        name = "arrow-down-bold"  # lowered
+    if entry.kind == "updated.severity" and severity_verb(entry.old, entry.new, ranks) == "lowered":
+        name = "arrow-down-bold"
     return f"gi-icon-{name}"
 
 

@@ -263,12 +263,16 @@ def sentence(entry: Entry, ranks: dict[str, int]) -> str:
     }.get(kind, entry.title)
 
 
+def severity_verb(old: Any, new: Any, ranks: dict[str, int]) -> str:
+    """raised, lowered, or (a severity off the scale) changed."""
+    was, now = ranks.get(str(old), -1), ranks.get(str(new), -1)
+    return "changed" if -1 in (was, now) else "raised" if now < was else "lowered"
+
+
 def _change(name: str, old: Any, new: Any, ranks: dict[str, int]) -> str:
     label = name.replace("_", " ")
     if name == "severity":
-        was, now = ranks.get(str(old), -1), ranks.get(str(new), -1)
-        verb = "changed" if -1 in (was, now) else "raised" if now < was else "lowered"
-        return f"{verb} the severity from {old} to {new}"
+        return f"{severity_verb(old, new, ranks)} the severity from {old} to {new}"
     if name == "name":
         return f"renamed the incident from “{old}” to “{new}”"
     if name in ("start_time", "end_time"):
