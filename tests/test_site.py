@@ -25,7 +25,7 @@ from gitops_incidents import site
 from gitops_incidents.cli import main
 from gitops_incidents.timeline import Entry, Incident, report, report_markdown
 from tests.browser import ARTIFACTS, served
-from tests.conftest import ROOT, Repo
+from tests.conftest import IDENTITY, ROOT, Repo
 from tests.scenarios import ALICE, BOB, CAROL, T0, lifecycle
 
 # Markup and script in every field a person writes; none of it may run or render.
@@ -69,11 +69,20 @@ def scripted(repo: Repo) -> Repo:
     return repo
 
 
+@pytest.fixture(scope="module")
+def site_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """The scripted repository, built once for the tests that only read the site."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in IDENTITY.items():
+            patch.setenv(key, value)
+        repo = scripted(Repo(tmp_path_factory.mktemp("site") / "tracker"))
+        assert main(["--repo", str(repo.path), "build", "--out", str(repo.path / "out")]) == 0
+    return repo
+
+
 @pytest.fixture
-def built(repo: Repo) -> Path:
-    scripted(repo)
-    assert main(["--repo", str(repo.path), "build", "--out", str(repo.path / "out")]) == 0
-    return repo.path / "out"
+def built(site_repo: Repo) -> Path:
+    return site_repo.path / "out"
 
 
 def page(out: Path, relpath: str) -> str:
@@ -156,8 +165,9 @@ def test_home_listings_tags_metrics_and_feeds(built: Path) -> None:
 
 
 def test_reports_for_download_match_the_report_command(
-    built: Path, repo: Repo, capsys: pytest.CaptureFixture[str]
+    built: Path, site_repo: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    repo = site_repo
     capsys.readouterr()
     assert main(["--repo", str(repo.path), "report", "hostile", "--format", "json"]) == 0
     assert capsys.readouterr().out == page(built, "reports/hostile.json")
