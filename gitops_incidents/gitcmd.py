@@ -284,11 +284,9 @@ class Blobs:
         writer.start()
         done = 0
         try:
-            for blob in blobs:
-                header = stdout.readline().split()
-                if len(header) != 3:
-                    raise GitError(f"cannot read blob {blob}: {b' '.join(header).decode()}")
-                content = stdout.read(int(header[2]) + 1)[:-1]  # drop the trailing newline
+            for blob, content in _answers(stdout, blobs):
+                if content is None:
+                    raise GitError(f"cannot read blob {blob}: missing")
                 done += 1
                 yield blob, content
         finally:
@@ -312,6 +310,17 @@ class Blobs:
         self.close()
 
 
+def _answers(stdout: IO[bytes], wanted: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
+    """`git cat-file --batch`'s answers to `wanted`, in order: each object's content, or
+    None for one the repository lacks."""
+    for name in wanted:
+        header = stdout.readline().split()
+        if len(header) != 3:
+            yield name, None  # "<name> missing"
+            continue
+        yield name, stdout.read(int(header[2]) + 1)[:-1]  # drop the trailing newline
+
+
 # -- writing: objects and compare-and-swap ref updates, without a working tree --------
 
 
@@ -330,16 +339,8 @@ def read_objects(root: Path, ids: Sequence[str]) -> dict[str, bytes]:
     if not ids:
         return {}
     output = run_bytes(root, "cat-file", "--batch", stdin="".join(f"{i}\n" for i in ids).encode())
-    found, offset = {}, 0
-    for wanted in ids:
-        end = output.index(b"\n", offset)
-        header = output[offset:end].split()
-        offset = end + 1
-        if len(header) == 3:
-            size = int(header[2])
-            found[wanted] = output[offset : offset + size]
-            offset += size + 1
-    return found
+    answers = _answers(io.BytesIO(output), ids)
+    return {name: content for name, content in answers if content is not None}
 
 
 def list_tree(root: Path, tree: str) -> dict[str, str] | None:

@@ -15,7 +15,7 @@ import gc
 import itertools
 import json
 import time
-from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +32,7 @@ from gitops_incidents.events import (
     resource_links,
 )
 from gitops_incidents.models import Config, Context, Incident
+from gitops_incidents.snapshot import States, WalkState
 from gitops_incidents.tracker import Kind
 from gitops_incidents.validation import Finding, parse_file
 
@@ -92,113 +93,6 @@ def utc(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(epoch, LATEST)))
 
 
-class _State:
-    """Where a walk stands: everything the next commit is compared with."""
-
-    def __init__(
-        self,
-        cache: Cache,
-        load: Callable[[list[str]], dict[str, IncidentState]],
-        header: dict[str, Any] | None = None,
-        base: dict[str, str] | None = None,
-    ) -> None:
-        header = header or {}
-        self.cache, self.load = cache, load
-        self.tip: str | None = header.get("tip")
-        self.epoch: int = header.get("epoch", 0)
-        self.next_number: int = header.get("next_number", 1)
-        self.config_blob: str | None = header.get("config_blob")
-        self.config = Config.model_validate(header.get("config") or {})
-        self.keys: dict[str, str] = dict(header.get("incidents", {}))  # id -> key, not loaded
-        self.incidents: dict[str, IncidentState] = {}
-        # The state keys of the engine's snapshot this walk started from, if it did: what
-        # the next snapshot is told apart from (snapshot.changes).
-        self.base = base
-        self._encoded: tuple[tuple[str | None, int], dict[str, str], dict[str, bytes]] | None = None
-
-    def incident(self, incident_id: str) -> IncidentState | None:
-        if incident_id not in self.incidents and incident_id in self.keys:
-            key = self.keys[incident_id]
-            self.incidents[incident_id] = self.load([key])[key]
-            del self.keys[incident_id]
-        return self.incidents.get(incident_id)
-
-    def load_all(self) -> dict[str, IncidentState]:
-        if self.keys:
-            stored = self.load(list(self.keys.values()))
-            for incident_id, key in self.keys.items():
-                self.incidents[incident_id] = stored[key]
-            self.keys = {}
-        return self.incidents
-
-    def encoded(self) -> tuple[dict[str, str], dict[str, bytes]]:
-        """Every incident's state key, and the canonical JSON of those loaded (the rest
-        are as they were stored): worked out once per position and incidents loaded."""
-        if self._encoded is None or self._encoded[0] != (self.tip, len(self.incidents)):
-            data = {i: snapshot.encode(s.to_dict()) for i, s in self.incidents.items()}
-            like = self.tip or ""
-            keys = {**self.keys, **{i: gitcmd.object_id(d, like) for i, d in data.items()}}
-            self._encoded = ((self.tip, len(self.incidents)), keys, data)
-        return self._encoded[1], self._encoded[2]
-
-    def header(self) -> dict[str, Any]:
-        return {
-            "tip": self.tip,
-            "epoch": self.epoch,
-            "next_number": self.next_number,
-            "config_blob": self.config_blob,
-            "config": self.config.model_dump(mode="json", exclude_defaults=True),
-            "incidents": self.encoded()[0],
-        }
-
-    def save(self) -> None:
-        if self.tip is None:
-            return
-        keys, _ = self.encoded()
-        states = {keys[i]: s.to_dict() for i, s in self.incidents.items()}
-        self.cache.store_checkpoint(self.tip, self.header(), states)
-
-
-class States(Mapping[str, IncidentState]):
-    """Every incident as of the end of a walk, deleted ones included, each one read
-    when it is first asked for: a walk of a few new commits reads the incidents they
-    touch, however many the tracker holds."""
-
-    def __init__(self, state: _State, derive: Callable[[], _State]) -> None:
-        # `derive`: every state worked out again from history, for a stored one found
-        # damaged once the walk (which rebuilds what it finds damaged) is over.
-        self._state, self._derive = state, derive
-
-    def __getitem__(self, incident_id: str) -> IncidentState:
-        try:
-            found = self._state.incident(incident_id)
-        except CacheDamaged:
-            self._state = self._derive()
-            found = self._state.incident(incident_id)
-        if found is None:
-            raise KeyError(incident_id)
-        return found
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([*self._state.incidents, *self._state.keys])
-
-    def __len__(self) -> int:
-        return len(self._state.incidents) + len(self._state.keys)
-
-    def values(self) -> ValuesView[IncidentState]:
-        return self._all().values()
-
-    def items(self) -> ItemsView[str, IncidentState]:
-        return self._all().items()
-
-    def _all(self) -> dict[str, IncidentState]:
-        try:
-            return self._state.load_all()  # one read for all
-        except CacheDamaged:
-            self._state = self._derive()
-            return self._state.incidents
-
-
 class History:
     """A repository's main line, read once per walk."""
 
@@ -211,7 +105,7 @@ class History:
         self.cache = open_cache(root, writable=writable)
         self._seed = seed
         self._shared: dict[str, Any] | None = None
-        self._state: _State | None = self._new_state()
+        self._state: WalkState | None = self._new_state()
         self._tip: str | None = None
 
     def close(self) -> None:
@@ -292,25 +186,27 @@ class History:
             self._seed, self._shared, self._state = None, None, None  # derived again from the start
             return States(self._states(), self._derived)
 
-    def _derived(self) -> _State:
+    def _derived(self) -> WalkState:
         """Every state as of the last walk's end, derived from history alone (no cache
         or snapshot read; none written)."""
         with History(self.root, writable=False) as again:
-            for _ in again._steps(self._tip or "HEAD", after=None, replay=False):
-                pass
-            assert again._state is not None
-            return again._state
+            return again._derive_all(self._tip or "HEAD")
 
-    def _states(self) -> _State:
+    def _derive_all(self, tip: str) -> WalkState:
+        """The state at `tip`, every commit up to it derived (none replayed)."""
+        for _ in self._steps(tip, after=None, replay=False):
+            pass
+        assert self._state is not None
+        return self._state
+
+    def _states(self) -> WalkState:
         if self._state is None:
             # The walk replayed cached events only: the state is its tip's checkpoint,
             # or, if that was dropped, what deriving the history again gives.
             self._state = self._checkpoint(self._tip or "")
             if self._state is None:
-                for _ in self._steps(self._tip or "HEAD", after=None, replay=False):
-                    pass
-                assert self._state is not None
-                self._state.save()
+                self._derive_all(self._tip or "HEAD").save()
+        assert self._state is not None
         return self._state
 
     def snapshot(self) -> dict[str, bytes | None] | None:
@@ -332,10 +228,10 @@ class History:
 
     def _new_state(
         self, header: dict[str, Any] | None = None, base: dict[str, str] | None = None
-    ) -> _State:
-        return _State(self.cache, self._load_states, header, base)
+    ) -> WalkState:
+        return WalkState(self.cache, self._load_states, header, base)
 
-    def _checkpoint(self, commit: str) -> _State | None:
+    def _checkpoint(self, commit: str) -> WalkState | None:
         """The state where an earlier walk ended at `commit`: the seed's snapshot if it
         stands there, or the local cache's checkpoint."""
         if self._seed is not None and self._shared is None:
@@ -374,26 +270,19 @@ class History:
                     raise _NotOnMainLine
                 after = batch[-1].sha
                 if replay:
-                    with _garbage_collector_resting():
-                        cached = self.cache.commit_steps(c.sha for c in batch)
-                    known = next(
-                        (i for i, c in enumerate(batch) if c.sha not in cached), len(batch)
-                    )
-                    replayed = batch[:known]
-                    for commit in replayed:
-                        occurred, events, findings = cached[commit.sha]
-                        yield Step(commit, occurred, events, [Finding(*f) for f in findings])
+                    replayed = self._replayed(batch)
+                    yield from replayed
                     if len(replayed) == len(batch):
                         self._state = None  # known only through a checkpoint, if asked
                         continue
                     replay = False
-                    self._state = self._resume(replayed[-1].sha if replayed else None)
+                    self._state = self._resume(replayed[-1].commit.sha if replayed else None)
                     batch = batch[len(replayed) :]
                 yield from self._process(batch, blobs)
 
     def _from_cache(
         self, start: str, tip: str
-    ) -> tuple[list[Step], _State | None, list[gitcmd.Commit]] | None:
+    ) -> tuple[list[Step], WalkState | None, list[gitcmd.Commit]] | None:
         """For a walk after `start` where no checkpoint stands (a cache read twice, to
         elsewhere): the steps the cache has from `start` on, the checkpoint where they
         end and the commits after it, if the cache has them; history before `start` is
@@ -401,17 +290,22 @@ class History:
         commits = list(gitcmd.log(self.root, [f"{start}..{tip}"], TRACKED))
         if (commits[0].parents[:1] if commits else (tip,)) != (start,):
             return None  # not on the main line: the walk from the start says so
-        with _garbage_collector_resting():
-            cached = self.cache.commit_steps(c.sha for c in commits)
-        replayed = []
-        for commit in itertools.takewhile(lambda c: c.sha in cached, commits):
-            occurred, events, findings = cached[commit.sha]
-            replayed.append(Step(commit, occurred, events, [Finding(*f) for f in findings]))
+        replayed = self._replayed(commits)
         rest = commits[len(replayed) :]
         resumed = self._checkpoint(replayed[-1].commit.sha) if rest and replayed else None
         return (replayed, resumed, rest) if resumed or not rest else None
 
-    def _resume(self, parent: str | None) -> _State:
+    def _replayed(self, commits: list[gitcmd.Commit]) -> list[Step]:
+        """The steps of the leading `commits` whose events the cache has."""
+        with _garbage_collector_resting():
+            cached = self.cache.commit_steps(c.sha for c in commits)
+        steps = []
+        for commit in itertools.takewhile(lambda c: c.sha in cached, commits):
+            occurred, events, findings = cached[commit.sha]
+            steps.append(Step(commit, occurred, events, [Finding(*f) for f in findings]))
+        return steps
+
+    def _resume(self, parent: str | None) -> WalkState:
         if parent is None:
             return self._new_state()
         resumed = self._checkpoint(parent)

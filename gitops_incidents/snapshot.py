@@ -1,6 +1,8 @@
-"""Where a walk of the main line ended, carried in the engine's ref beside engine.json
-(ledger.py), so that a fresh clone that fetched the engine's ref walks only the
-commits after the engine's position, however long history is:
+"""Where a walk of the main line stands: in memory as it walks (`WalkState`, whose
+incident states are read when asked for, `States`), and where it ended, carried in
+the engine's ref beside engine.json (ledger.py), so that a fresh clone that fetched
+the engine's ref walks only the commits after the engine's position, however long
+history is:
 
     history/checkpoint.json        the position, clock, next incident number and
                                    configuration, and the code that wrote them
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from pathlib import Path
 from typing import Any
 
 from gitops_incidents import gitcmd
-from gitops_incidents.cache import CODE
+from gitops_incidents.cache import CODE, Cache, CacheDamaged
+from gitops_incidents.events import IncidentState
+from gitops_incidents.models import Config
 
 FOLDER = "history"
 FORMAT = 1
@@ -81,3 +86,110 @@ def changes(
     files[_CHECKPOINT] = json.dumps(checkpoint, indent=1, sort_keys=True).encode()
     files.update((incident_path(incident_id), data) for incident_id, data in states.items())
     return files
+
+
+class WalkState:
+    """Where a walk stands: everything the next commit is compared with."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        load: Callable[[list[str]], dict[str, IncidentState]],
+        header: dict[str, Any] | None = None,
+        base: dict[str, str] | None = None,
+    ) -> None:
+        header = header or {}
+        self.cache, self.load = cache, load
+        self.tip: str | None = header.get("tip")
+        self.epoch: int = header.get("epoch", 0)
+        self.next_number: int = header.get("next_number", 1)
+        self.config_blob: str | None = header.get("config_blob")
+        self.config = Config.model_validate(header.get("config") or {})
+        self.keys: dict[str, str] = dict(header.get("incidents", {}))  # id -> key, not loaded
+        self.incidents: dict[str, IncidentState] = {}
+        # The state keys of the engine's snapshot this walk started from, if it did: what
+        # the next snapshot is told apart from (snapshot.changes).
+        self.base = base
+        self._encoded: tuple[tuple[str | None, int], dict[str, str], dict[str, bytes]] | None = None
+
+    def incident(self, incident_id: str) -> IncidentState | None:
+        if incident_id not in self.incidents and incident_id in self.keys:
+            key = self.keys[incident_id]
+            self.incidents[incident_id] = self.load([key])[key]
+            del self.keys[incident_id]
+        return self.incidents.get(incident_id)
+
+    def load_all(self) -> dict[str, IncidentState]:
+        if self.keys:
+            stored = self.load(list(self.keys.values()))
+            for incident_id, key in self.keys.items():
+                self.incidents[incident_id] = stored[key]
+            self.keys = {}
+        return self.incidents
+
+    def encoded(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """Every incident's state key, and the canonical JSON of those loaded (the rest
+        are as they were stored): worked out once per position and incidents loaded."""
+        if self._encoded is None or self._encoded[0] != (self.tip, len(self.incidents)):
+            data = {i: encode(s.to_dict()) for i, s in self.incidents.items()}
+            like = self.tip or ""
+            keys = {**self.keys, **{i: gitcmd.object_id(d, like) for i, d in data.items()}}
+            self._encoded = ((self.tip, len(self.incidents)), keys, data)
+        return self._encoded[1], self._encoded[2]
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "tip": self.tip,
+            "epoch": self.epoch,
+            "next_number": self.next_number,
+            "config_blob": self.config_blob,
+            "config": self.config.model_dump(mode="json", exclude_defaults=True),
+            "incidents": self.encoded()[0],
+        }
+
+    def save(self) -> None:
+        if self.tip is None:
+            return
+        keys, _ = self.encoded()
+        states = {keys[i]: s.to_dict() for i, s in self.incidents.items()}
+        self.cache.store_checkpoint(self.tip, self.header(), states)
+
+
+class States(Mapping[str, IncidentState]):
+    """Every incident as of the end of a walk, deleted ones included, each one read
+    when it is first asked for: a walk of a few new commits reads the incidents they
+    touch, however many the tracker holds."""
+
+    def __init__(self, state: WalkState, derive: Callable[[], WalkState]) -> None:
+        # `derive`: every state worked out again from history, for a stored one found
+        # damaged once the walk (which rebuilds what it finds damaged) is over.
+        self._state, self._derive = state, derive
+
+    def __getitem__(self, incident_id: str) -> IncidentState:
+        try:
+            found = self._state.incident(incident_id)
+        except CacheDamaged:
+            self._state = self._derive()
+            found = self._state.incident(incident_id)
+        if found is None:
+            raise KeyError(incident_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._state.incidents, *self._state.keys])
+
+    def __len__(self) -> int:
+        return len(self._state.incidents) + len(self._state.keys)
+
+    def values(self) -> ValuesView[IncidentState]:
+        return self._all().values()
+
+    def items(self) -> ItemsView[str, IncidentState]:
+        return self._all().items()
+
+    def _all(self) -> dict[str, IncidentState]:
+        try:
+            return self._state.load_all()  # one read for all
+        except CacheDamaged:
+            self._state = self._derive()
+            return self._state.incidents
