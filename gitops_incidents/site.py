@@ -15,7 +15,6 @@ import difflib
 import functools
 import hashlib
 import html
-import json
 import re
 import statistics
 import time
@@ -24,19 +23,18 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import markdown as markdown_lib
 import nh3
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from gitops_incidents import charts, gitcmd, tracker
+from gitops_incidents import charts, feeds, gitcmd, tracker
 from gitops_incidents.forge import Forge
 from gitops_incidents.history import incident_histories, open_cache
 from gitops_incidents.ledger import Ledger, State
 from gitops_incidents.models import Config
-from gitops_incidents.prefect.links import resource_url, ui_root
+from gitops_incidents.prefect.links import kind_and_id, resource_url, ui_root
 from gitops_incidents.repository import config_at, default_until
 from gitops_incidents.timeline import (
     Entry,
@@ -270,12 +268,11 @@ def _diff(old: Any, new: Any) -> Markup:
 
 def _resource(resource: dict[str, str], ui: str | None) -> dict[str, Any]:
     """A linked resource as a person reads it: its name, its kind, its Prefect page."""
-    parts = resource["id"].split(".")
-    kind = parts[1].replace("-", " ") if len(parts) > 2 and parts[0] == "prefect" else ""
+    parsed = kind_and_id(resource["id"])
     return {
         "id": resource["id"],
-        "name": resource.get("name") or (parts[-1] if kind else resource["id"]),
-        "kind": kind,
+        "name": resource.get("name") or (parsed[1] if parsed else resource["id"]),
+        "kind": parsed[0].replace("-", " ") if parsed else "",
         "url": resource_url(ui, resource["id"], resource.get("name", "")),
     }
 
@@ -304,7 +301,7 @@ def _strips(
     strips = []
     for resource_id, touching in by_resource.items():
         worst: list[int | None] = [None] * len(days)
-        names: list[list[str]] = [[] for _ in days]
+        names: list[dict[str, None]] = [{} for _ in days]  # ordered sets
         for item, spans in touching:
             for since, until, severity in spans:
                 if until < first:
@@ -315,12 +312,10 @@ def _strips(
                 for index in range(start, stop + 1):
                     if worst[index] is None or rank < worst[index]:  # type: ignore[operator]
                         worst[index] = rank
-                    said = f"#{item.number} {item.name} ({severity})"
-                    if said not in names[index]:
-                        names[index].append(said)
+                    names[index][f"#{item.number} {item.name} ({severity})"] = None
         view = _resource(named[resource_id], ui)
         cells = [
-            charts.Day(time.strftime("%d %b %Y", time.gmtime(day)), rank, said)
+            charts.Day(time.strftime("%d %b %Y", time.gmtime(day)), rank, list(said))
             for day, rank, said in zip(days, worst, names, strict=True)
         ]
         active = any(item.status == "active" for item, _ in touching)
@@ -465,9 +460,9 @@ def generate(
     for path, source in ((STYLE, "style.css"), (SCRIPT, "script.js")):
         site.pages[path] = _ENV.loader.get_source(_ENV, source)[0]  # type: ignore[union-attr]
     site.pages[STYLE] += _icon_css()
-    site.files["feed.xml"] = _atom(shown, config, site_url)
-    site.files["feed.json"] = _json_feed(shown, config, site_url)
-    site.files.update(_status_files(active, ranks))
+    site.files["feed.xml"] = feeds.atom(shown, config, site_url)
+    site.files["feed.json"] = feeds.json_feed(shown, config, site_url)
+    site.files.update(feeds.status_files(active, ranks))
     return site
 
 
@@ -477,21 +472,6 @@ def _alarm(rank: int | None) -> str:
     if rank is None or rank > 2:
         return "info"
     return "warning" if rank == 2 else "danger"
-
-
-def _status_files(active: list[Incident], ranks: dict[str, int]) -> dict[str, bytes]:
-    """The status as a badge for READMEs, and in shields.io's endpoint format."""
-    if active:
-        message = f"{len(active)} active, {active[0].severity}"
-        rank: int | None = ranks.get(active[0].severity, len(ranks))
-    else:
-        message, rank = "none active", None
-    colour = charts.badge_colour(rank)
-    endpoint = {"schemaVersion": 1, "label": "incidents", "message": message, "color": colour}
-    return {
-        "status.svg": charts.badge("incidents", message, colour),
-        "status.json": (json.dumps(endpoint) + "\n").encode(),
-    }
 
 
 def _metrics(items: list[Incident], config: Config) -> dict[str, Any]:
@@ -536,72 +516,3 @@ def _metrics(items: list[Incident], config: Config) -> dict[str, Any]:
             unit="hours", stacked=False,
         ),
     }  # fmt: skip
-
-
-def _link(site_url: str, path: str) -> str:
-    return f"{site_url.rstrip('/')}/{path}" if site_url else path
-
-
-# What XML 1.0 cannot hold at all, not even escaped: control characters, lone
-# surrogates, U+FFFE and U+FFFF. A name may have them; the feed must stay well-formed.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _atom(items: list[Incident], config: Config, site_url: str) -> bytes:
-    """An Atom feed: an entry per incident, updated by its last change."""
-
-    def add(parent: ElementTree.Element, tag: str, text: str | None = None, **attrs: str) -> Any:
-        element = ElementTree.SubElement(parent, tag, attrs)
-        if text is not None:
-            element.text = _NOT_XML.sub("\ufffd", text)
-        return element
-
-    feed = ElementTree.Element("feed", xmlns="http://www.w3.org/2005/Atom")
-    add(feed, "title", config.site.title)
-    add(feed, "id", _link(site_url, "feed.xml"))
-    add(feed, "updated", max((_updated(i) for i in items), default="1970-01-01T00:00:00Z"))
-    for item in sorted(items, key=_updated, reverse=True):
-        entry = add(feed, "entry")
-        add(entry, "title", f"{item.title} ({item.severity}, {item.status})")
-        add(entry, "id", f"urn:gitops-incidents:{item.id}")
-        add(entry, "updated", _updated(item))
-        add(entry, "published", item.start_time)
-        add(entry, "link", href=_link(site_url, f"incidents/{item.id}.html"))
-        add(entry, "summary", item.summary or item.name)
-        author = add(entry, "author")
-        add(author, "name", next((e.actor for e in item.entries if e.actor), "unknown"))
-    return bytes(ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True))
-
-
-def _updated(item: Incident) -> str:
-    return item.entries[-1].at if item.entries else item.start_time
-
-
-def _json_feed(items: list[Incident], config: Config, site_url: str) -> bytes:
-    """A JSON Feed (jsonfeed.org, 1.1) of every incident, with its state."""
-    feed = {
-        "version": "https://jsonfeed.org/version/1.1",
-        "title": config.site.title,
-        "feed_url": _link(site_url, "feed.json"),
-        "items": [
-            {
-                "id": item.id,
-                "url": _link(site_url, f"incidents/{item.id}.html"),
-                "title": item.title,
-                "content_text": item.summary or item.name,
-                "date_published": item.start_time,
-                "date_modified": _updated(item),
-                "tags": item.tags,
-                "_incident": {
-                    "number": item.number,
-                    "severity": item.severity,
-                    "status": item.status,
-                    "start_time": item.start_time,
-                    "end_time": item.end_time,
-                    "resources": [r["id"] for r in item.resources],
-                },
-            }
-            for item in sorted(items, key=lambda i: -i.number)
-        ],
-    }
-    return json.dumps(feed, ensure_ascii=False).encode()

@@ -193,8 +193,7 @@ def _entry(event: Event) -> Entry:
                 f"{name.replace('_', ' ')}: {_short(payload['old'])} -> {_short(payload['new'])}"
             )
         elif name == "tags":
-            added = [t for t in payload["new"] if t not in payload["old"]]
-            removed = [t for t in payload["old"] if t not in payload["new"]]
+            added, removed = _added_removed(payload["old"], payload["new"])
             changes = [f"+{t}" for t in added] + [f"-{t}" for t in removed]
             title = f"tags: {', '.join(changes)}"
         else:
@@ -282,13 +281,11 @@ def _change(name: str, old: Any, new: Any, ranks: dict[str, int]) -> str:
             f" (was {human_time(old)})" if old else ""
         )
     if name == "tags":
-        return _listed("tag", [t for t in new or [] if t not in (old or [])],
-                       [t for t in old or [] if t not in (new or [])])  # fmt: skip
+        return _listed("tag", *_added_removed(old, new))
     if name == "related_resources":
         named = {r["id"]: r.get("name") or r["id"] for r in [*(old or []), *(new or [])]}
-        had, has = {r["id"] for r in old or []}, {r["id"] for r in new or []}
-        linked = [named[i] for i in named if i in has - had]
-        unlinked = [named[i] for i in named if i in had - has]
+        ids = _added_removed([r["id"] for r in old or []], [r["id"] for r in new or []])
+        linked, unlinked = ([named[i] for i in side] for side in ids)
         if not linked and not unlinked:
             return "edited the linked resources"
         parts = [f"linked {', '.join(linked)}"] * bool(linked)
@@ -298,6 +295,12 @@ def _change(name: str, old: Any, new: Any, ranks: dict[str, int]) -> str:
     if name in ("summary", "impact"):
         return f"wrote the {label}" if not old else f"edited the {label}"
     return f"changed the {label}"
+
+
+def _added_removed(old: list[str] | None, new: list[str] | None) -> tuple[list[str], list[str]]:
+    """What `new` has that `old` lacks, and the other way round, each in its order."""
+    before, after = old or [], new or []
+    return [v for v in after if v not in before], [v for v in before if v not in after]
 
 
 def _listed(noun: str, added: list[str], removed: list[str]) -> str:

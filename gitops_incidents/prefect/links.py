@@ -31,13 +31,21 @@ def ui_root(config: PrefectConfig) -> str | None:
     return None
 
 
+def kind_and_id(resource_id: str) -> tuple[str, str] | None:
+    """(`work-pool`, `<uuid>`) of `prefect.work-pool.<uuid>`; None for a resource that
+    is not one of Prefect's objects."""
+    prefix, kind, ident = [*resource_id.split(".", 2), "", ""][:3]
+    return (kind, ident) if prefix == "prefect" and kind and ident else None
+
+
 def resource_url(root: str | None, resource_id: str, name: str = "") -> str | None:
     """The UI's page of `resource_id` (`prefect.work-pool.<uuid>` ...), None if it has
     none or no UI is configured."""
-    prefix, kind, ident = [*resource_id.split(".", 2), "", ""][:3]
-    route = _ROUTES.get(kind)
-    if root is None or prefix != "prefect" or route is None or not ident:
+    parsed = kind_and_id(resource_id)
+    route = _ROUTES.get(parsed[0]) if parsed else None
+    if root is None or parsed is None or route is None:
         return None
+    kind, ident = parsed
     # A work pool's page takes its name; a resource id names it by UUID.
     key = name if kind == "work-pool" and name else ident
     return f"{root}/{route.format(quote(key, safe=''))}"
