@@ -388,9 +388,9 @@ class Daemon:
         self._due_at = next_due(state.windows)
         with self.status.lock:
             self.status.runs += 1
-            # The events of history evaluated: the growth of the incidents' counts since
+            # The events of history evaluated: the growth of the incidents' tallies since
             # the last run (the first starts at HEAD and evaluates none).
-            counted = sum(state.ordinals.values())
+            counted = state.evaluated
             if self._counted is not None:
                 self.status.events += max(counted - self._counted, 0)
             self._counted = counted

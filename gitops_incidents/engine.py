@@ -261,7 +261,7 @@ class Engine:
             state.skipped = [*state.skipped, *map(skipped_record, walk.skipped)][-SKIPPED_KEPT:]
             crashpoint("before-state")
             message = f"evaluate {head[:12]}: {len(fired)} firing(s)"
-            if self.ledger.write(state, commit, message, history=walk.snapshot) is not None:
+            if self.ledger.write(state, commit, message, files=walk.files) is not None:
                 report.fired.extend(fired)
                 report.findings.extend(walk.findings)
                 report.skipped.extend(walk.skipped)
@@ -423,7 +423,7 @@ def plan(root: Path, base: str, head: str) -> Plan:
     if not gitcmd.is_ancestor(root, base, head):
         raise UsageError(f"{base[:12]} is not an ancestor of {head[:12]}")
     config = config_at(root, head)
-    _, recorded = Ledger(root, branch_ref(root, config).removeprefix("refs/heads/")).read()
+    seed, recorded = Ledger(root, branch_ref(root, config).removeprefix("refs/heads/")).read()
     if recorded.position == base:
         state = recorded
     else:
@@ -431,7 +431,8 @@ def plan(root: Path, base: str, head: str) -> Plan:
         state = State(position=base)
         at = float(gitcmd.run(root, "show", "-s", "--format=%ct", base).strip())
         Automations(root, config, state.automations, Evaluator()).at_commit(base, at, [])
-    walk = evaluate_history(root, state, head, writable=False, keep_events=True)
+        seed = None
+    walk = evaluate_history(root, state, head, writable=False, keep_events=True, seed=seed)
     planned = []
     for item in walk.fired:
         firing, automation = item.firing, item.automation

@@ -1,13 +1,12 @@
 """Evaluating history (SPEC 5.2, 5.4): the commits since the engine's position
 walked, their events fed to the trigger evaluator with the automations in force at
 each commit, firings out. No action runs here (the engine's act phase runs them);
-the engine's state is updated in place: position, ordinals and digests, automations,
-windows.
+the engine's state is updated in place: position, clock, automations, windows, and
+the incidents' tallies (ledger.Tally) are returned as files for the engine's commit.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,15 @@ from pathlib import Path
 from gitops_incidents import gitcmd, tracker
 from gitops_incidents.events import Event, IncidentState
 from gitops_incidents.history import History, file_problem
-from gitops_incidents.ledger import AutomationRecord, FiringRecord, Invocation, State
+from gitops_incidents.ledger import (
+    AutomationRecord,
+    FiringRecord,
+    Invocation,
+    State,
+    Tallies,
+    Tally,
+    chained,
+)
 from gitops_incidents.models import Automation, Config, Context
 from gitops_incidents.repository import config_at, config_problem_at
 from gitops_incidents.triggers import Evaluator, Firing, timestamp
@@ -161,16 +168,9 @@ class Walk:
     skipped: list[Skipped] = field(default_factory=list)  # events not acted on, and why
     problems: list[str] = field(default_factory=list)  # what keeps the engine from acting
     notes: list[str] = field(default_factory=list)
-    # The files that carry where this walk ended in the engine's ref (History.snapshot).
-    snapshot: dict[str, bytes | None] | None = None
-
-
-def _chain(digests: dict[str, str], event: Event) -> str:
-    """Extend the digest of the incident's evaluated events by `event`; the new digest."""
-    incident = _incident_of(event)
-    chained = hashlib.sha1(f"{digests.get(incident, '')}{event['id']}".encode()).hexdigest()
-    digests[incident] = chained[:16]
-    return digests[incident]
+    # The files of the engine's ref that record where this walk ended: the snapshot of
+    # history (History.snapshot) and the tallies of the incidents it evaluated.
+    files: dict[str, bytes | None] | None = None
 
 
 def evaluate_history(
@@ -186,15 +186,16 @@ def evaluate_history(
     seed: str | None = None,
 ) -> Walk:
     """Evaluate the main line up to `head` from `state`, which is updated in place:
-    position, ordinals, automations, windows. Firings are returned, not recorded.
+    position, clock, automations, windows. Firings are returned, not recorded.
 
     History's clock is its events' time. Then the clock moves to `clock`; `held_back`:
     it is the wall clock, and proactive evaluation runs behind it by the lag of the
     events streamed in (Prefect's events clock), not at it (`--as-of` is exact).
-    `seed`: the engine's commit, whose snapshot of history (snapshot.py) a walk from
-    its position starts from. A `writable` walk returns its own snapshot, for the
-    engine's next commit."""
+    `seed`: the engine's commit, whose tallies `state` goes with and whose snapshot of
+    history (snapshot.py) a walk from its position starts from. A `writable` walk
+    returns the files that move both, for the engine's next commit."""
     walk = Walk([], {}, [], [])
+    tallies = Tallies(root, seed, state)
     with History(root, writable=writable, seed=seed) as history:
         first_run = state.position is None
         rewritten = not first_run and not gitcmd.is_ancestor(root, state.position or "", head)
@@ -210,28 +211,32 @@ def evaluate_history(
             state.windows = {}
         evaluator, automations = restore(root, state, config_at(root, head))
         since = None if first_run or rewritten else state.position
-        touched: set[str] = set()  # the incidents with events in the walk
+        ids: dict[str, list[str]] = {}  # per incident, the ids of its events in the walk
         if first_run and not replay:
             # The first run starts at HEAD: nothing from before it is acted on.
             for step in history.walk(head):
                 state.clock = max(state.clock, timestamp(step.occurred))
                 for event in step.events:
-                    _chain(state.digests, event)
-                    touched.add(_incident_of(event))
+                    ids.setdefault(_incident_of(event), []).append(event["id"])
             automations.at_commit(head, state.clock, walk.findings)
         else:
-            touched = _walk(
-                root, history, state, head, since, evaluator, automations, walk, keep_events
-            )
+            evaluated = {} if since else tallies.read_all()
+            ids = _walk(
+                root, history, state, head, since, evaluator, automations, walk, keep_events,
+                evaluated,
+            )  # fmt: skip
             if rewritten:
                 automations.keep_only(head)
         walk.states = history.states()
-        # Each incident's state is read when asked for: here only those the walk changed.
-        state.ordinals = (state.ordinals if since else {}) | {
-            incident_id: walk.states[incident_id].ordinal for incident_id in touched
-        }
+        # Each incident's state and tally is read when asked for: here, those the walk
+        # has events of.
+        before = tallies.read(ids) if since else {}
+        new = {i: _tally(walk.states[i].ordinal, before.get(i), ids[i]) for i in ids}
+        kept = state.evaluated - sum(t.events for t in before.values()) if since else 0
+        state.evaluated = kept + sum(t.events for t in new.values())
+        state.ordinals, state.digests = {}, {}
         if writable:
-            walk.snapshot = history.snapshot()
+            walk.files = (history.snapshot() or {}) | tallies.files(new, whole=since is None)
         if clock is not None:
             state.clock = max(state.clock, clock)
             fired = evaluator.advance(state.clock, held_back=held_back)
@@ -259,6 +264,15 @@ INVALID_CONFIG = (
 )
 
 
+def _tally(ordinal: int, before: Tally | None, event_ids: list[str]) -> Tally:
+    """An incident's tally after the walk, from the one `before` it (None: the walk
+    started from the beginning, or the incident is new). One evaluated by a version that
+    kept no digests keeps none (until a walk from the start): a digest of the recent
+    events only would mislead."""
+    digest = "" if before is None else before.digest
+    return Tally(ordinal, None if digest is None else chained(digest, event_ids))
+
+
 def _walk(
     root: Path,
     history: History,
@@ -269,15 +283,12 @@ def _walk(
     automations: Automations,
     walk: Walk,
     keep_events: bool,
-) -> set[str]:
-    """Evaluate the steps after `since` (all, if None); the incidents they have events of."""
-    evaluated, before = dict(state.ordinals), dict(state.digests) if since is None else {}
-    if since is None:
-        state.digests = {}
-    # Incidents evaluated by a version that kept no digests: theirs is not known (until a
-    # walk from the start), and a digest of the recent events only would mislead.
-    unknown = set() if since is None else {i for i in evaluated if i not in state.digests}
-    counts: dict[str, int] = {}
+    evaluated: dict[str, Tally],
+) -> dict[str, list[str]]:
+    """Evaluate the steps after `since` (all, if None, with the tallies `evaluated`
+    before); per incident, the ids of its events in them."""
+    ids: dict[str, list[str]] = {}
+    digests: dict[str, str] = {}  # walked from the start: to compare with `evaluated`
     held: dict[str, list[Skipped]] = {}  # rewritten: events where evaluated ones stood
     # The engine acts under no configuration it cannot read: from a commit that makes it
     # invalid until one that makes it valid again, events are skipped, and said so.
@@ -296,13 +307,14 @@ def _walk(
         causes = _causes(state, commit)
         for event in step.events:
             incident = _incident_of(event)
-            digest = "" if incident in unknown else _chain(state.digests, event)
-            count = counts[incident] = counts.get(incident, 0) + 1
-            if since is None and count <= evaluated.get(incident, 0):
+            ids.setdefault(incident, []).append(event["id"])
+            known = evaluated.get(incident)
+            if known is not None and len(ids[incident]) <= known.events:
                 # Evaluated before, if the same events led here (a ledger written before
                 # digests were kept cannot tell, and takes them as the same).
+                digest = digests[incident] = chained(digests.get(incident, ""), [event["id"]])
                 held.setdefault(incident, []).append(Skipped(event, commit.sha, REWRITTEN))
-                if count == evaluated[incident] and before.get(incident, digest) == digest:
+                if len(ids[incident]) == known.events and known.digest in (None, digest):
                     del held[incident]
                 continue
             if config_problem:
@@ -318,11 +330,12 @@ def _walk(
         for change in commit.changes:
             if tracker.classify(change.path) is tracker.Kind.AUTOMATION:
                 automations.change(change, at, walk.findings)
-    # What is left held differs from what was evaluated there (or is shorter): listed.
+    # What is left held differs from what was evaluated there (or is shorter): listed,
+    # where a digest can tell.
     walk.skipped.extend(
-        item for incident, items in held.items() if incident in before for item in items
+        item for i, items in held.items() if evaluated[i].digest is not None for item in items
     )
-    return set(counts)
+    return ids
 
 
 def invocations(automation: Automation, firing: Firing) -> list[int]:

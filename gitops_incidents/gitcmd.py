@@ -404,6 +404,13 @@ def peek_ref(common_dir: Path, ref: str) -> str | None:
     return None
 
 
+def fanned(folder: str, name: str) -> str:
+    """Where `name` is kept under `folder` in a tree of many: `<folder>/<ab>/<name>`, <ab>
+    two hex digits of a hash of the name, so that no tree grows large (as git's notes)."""
+    fan = hashlib.sha1(name.encode()).hexdigest()[:2]  # a spread of names, not a secret
+    return f"{folder}/{fan}/{name}"
+
+
 # fast-import names a ref for each commit it writes; this one is reset before the end, so
 # no ref is ever written (the callers publish commits by compare-and-swap).
 _SCRATCH = b"refs/gitops-incidents-scratch/commit"

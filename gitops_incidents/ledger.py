@@ -1,13 +1,22 @@
 """The engine's durable state (SPEC 5.4), kept in git itself.
 
-One JSON file, `engine.json`, in a commit on `refs/gitops-incidents/<branch>`:
-the position in history, the open trigger windows, the automations in force,
-and the ledger of every firing and action invocation. Beside it, `history/` holds
-where history's walk stood at the position (snapshot.py), so that a fresh clone
-walks only the commits after it. Each change is a new commit on that ref,
-published by compare-and-swap (`git update-ref ref new old`), so two runners
-never both win, and the ref's own history is the engine's audit trail. Runners
-on other machines share it by push and fetch:
+A commit on `refs/gitops-incidents/<branch>` holds:
+
+    engine.json                 the position in history, the open trigger windows,
+                                the automations in force, and the ledger of every
+                                firing and action invocation
+    evaluated/<ab>/<id>         per incident, the events evaluated (`Tally`): read
+                                for the incidents a walk touches, all of them only
+                                when history was rewritten
+    history/                    where history's walk stood at the position
+                                (snapshot.py), so that a fresh clone walks only the
+                                commits after it
+
+Per-incident data lives in blobs of its own, not in engine.json, so that what each
+run parses and writes does not grow with the number of incidents. Each change is a
+new commit on that ref, published by compare-and-swap (`git update-ref ref new old`),
+so two runners never both win, and the ref's own history is the engine's audit
+trail. Runners on other machines share it by push and fetch:
 
     git push origin 'refs/gitops-incidents/*:refs/gitops-incidents/*'
 """
@@ -15,12 +24,13 @@ on other machines share it by push and fetch:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -34,7 +44,11 @@ if TYPE_CHECKING:
     from gitops_incidents.remote import Remote
 
 STATE_FILE = "engine.json"
-FORMAT = 1
+TALLIES = "evaluated"
+FORMAT = 2
+# Format 1 kept each incident's tally inline (`ordinals`, `digests`); it is read, and
+# the first evaluation moves them to TALLIES.
+READABLE = (1, FORMAT)
 T = TypeVar("T")
 
 Status = Literal["pending", "running", "done", "failed", "unknown"]
@@ -119,15 +133,12 @@ class AutomationRecord:
 class State:
     position: str | None = None  # the last main-line commit evaluated
     clock: float = 0.0  # the latest time evaluated: event time, or the --as-of clock
-    ordinals: dict[str, int] = field(default_factory=dict)  # events evaluated, per incident
+    evaluated: int = 0  # the events of history evaluated, all incidents' tallies summed
     automations: dict[str, AutomationRecord] = field(default_factory=dict)
     windows: dict[str, Any] = field(default_factory=dict)  # Evaluator.dump(), as Windows
     firings: dict[str, FiringRecord] = field(default_factory=dict)
     invocations: dict[str, Invocation] = field(default_factory=dict)
     ingested: dict[str, float] = field(default_factory=dict)  # external event id -> occurred
-    # Per incident, a digest of the ids of the events evaluated (engine._chain): what
-    # tells a rewrite with the same changes from one with others.
-    digests: dict[str, str] = field(default_factory=dict)
     # Events of history not acted on, and why (the newest SKIPPED_KEPT), until `status
     # --acknowledge`.
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -136,10 +147,16 @@ class State:
     emitted: str | None = None
     # `ingest --from-prefect`: the newest `occurred` (seconds) of Prefect's events read.
     prefect_cursor: float | None = None
+    # Format 1's tallies (events evaluated, digest), until an evaluation moves them.
+    ordinals: dict[str, int] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         # pydantic's serializer, not dataclasses.asdict: that deep-copies every field.
         data = {"format": FORMAT, **_adapter().dump_python(self, mode="json")}
+        for legacy in ("ordinals", "digests"):
+            if not data[legacy]:
+                del data[legacy]
         # One key a line: git stores each new version as a small delta of the last.
         return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
@@ -148,7 +165,7 @@ class State:
         """The state, checked: every field of its type (pydantic, strict), every
         reference between firings and invocations resolved; ValueError if not."""
         raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        if not isinstance(raw, dict) or raw.get("format") not in READABLE:
             raise ValueError("written by another version of gitops-incidents")
         try:
             state = _adapter().validate_json(data, strict=True)  # "format" is ignored
@@ -157,6 +174,8 @@ class State:
             error = exc.errors(include_url=False)[0]
             where = ".".join(map(str, error["loc"]))
             raise ValueError(f"{where}: {error['msg'].lower()}") from None
+        if raw["format"] == 1:
+            state.evaluated = sum(state.ordinals.values())
         for key, invocation in state.invocations.items():
             parts = key.split("/")
             if invocation.key != key or len(parts) != 3 or parts[1] not in state.firings:
@@ -169,6 +188,84 @@ class State:
 
     def open_invocations(self) -> list[Invocation]:
         return [i for i in self.invocations.values() if i.status in ("pending", "running")]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The events of one incident the engine evaluated: how many, and a digest of their
+    ids in order (`chained`), which tells a rewrite of history with the same changes
+    from one with others; None if a version that kept no digests evaluated them."""
+
+    events: int
+    digest: str | None
+
+    def encode(self) -> bytes:
+        return json.dumps({"digest": self.digest, "events": self.events}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Tally:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or set(raw) != {"digest", "events"}:
+            raise ValueError("not a tally")
+        events, digest = raw["events"], raw["digest"]
+        if type(events) is not int or events < 0 or not isinstance(digest, str | None):
+            raise ValueError("not a tally")
+        return cls(events, digest)
+
+
+def chained(digest: str, event_ids: Iterable[str]) -> str:
+    """`digest` (of the events before) extended by `event_ids`, in order."""
+    for event_id in event_ids:
+        digest = hashlib.sha1(f"{digest}{event_id}".encode()).hexdigest()[:16]
+    return digest
+
+
+class Tallies:
+    """The incidents' tallies as of one engine commit, read when asked for."""
+
+    def __init__(self, root: Path, commit: str | None, state: State) -> None:
+        self.root, self.commit = root, commit
+        # Format 1 kept them in engine.json; an engine commit with any there has none
+        # in its tree (the evaluation that moves them writes both at once).
+        self.inline = {i: Tally(n, state.digests.get(i)) for i, n in state.ordinals.items()}
+
+    def read(self, incidents: Iterable[str]) -> dict[str, Tally]:
+        """The tallies of those of `incidents` that have one."""
+        if self.inline or self.commit is None:
+            return {i: self.inline[i] for i in incidents if i in self.inline}
+        # Ids are plain names (tracker.id_problem): each a line of cat-file's input.
+        names = {f"{self.commit}:{gitcmd.fanned(TALLIES, i)}": i for i in incidents}
+        found = gitcmd.read_objects(self.root, list(names))
+        return {names[name]: self._decoded(names[name], data) for name, data in found.items()}
+
+    def read_all(self) -> dict[str, Tally]:
+        if self.inline or self.commit is None:
+            return dict(self.inline)
+        listing = gitcmd.list_tree(self.root, f"{self.commit}:{TALLIES}") or {}
+        blobs = {blob: path.rpartition("/")[2] for path, blob in listing.items()}
+        found = gitcmd.read_objects(self.root, list(blobs))
+        return {blobs[blob]: self._decoded(blobs[blob], data) for blob, data in found.items()}
+
+    def _decoded(self, incident_id: str, data: bytes) -> Tally:
+        try:
+            return Tally.decode(data)
+        except (ValueError, RecursionError):
+            # As with engine.json: never guess, or actions could run twice.
+            path = gitcmd.fanned(TALLIES, incident_id)
+            raise gitcmd.GitError(
+                f"{path} of the engine's commit {self.commit} cannot be read (not a tally); "
+                f"restore a good version of its ref with git update-ref {engine_ref('<branch>')}"
+                f" <commit> (see git log {engine_ref('<branch>')})"
+            ) from None
+
+    def files(self, tallies: dict[str, Tally], *, whole: bool) -> dict[str, bytes | None]:
+        """The files (for gitcmd.commit_tree) that record `tallies`, the tallies of the
+        incidents with new events; `whole`: all of them, in place of those there were
+        (history rewritten, or format 1's moved)."""
+        start: dict[str, bytes | None] = {TALLIES: None} if whole or self.inline else {}
+        if self.inline and not whole:
+            tallies = self.inline | tallies
+        return start | {gitcmd.fanned(TALLIES, i): t.encode() for i, t in sorted(tallies.items())}
 
 
 # The trigger windows, as `triggers.Evaluator.dump()` writes them.
@@ -241,18 +338,18 @@ class Ledger:
         state: State,
         expected: str | None,
         message: str,
-        history: dict[str, bytes | None] | None = None,
+        files: dict[str, bytes | None] | None = None,
     ) -> str | None:
         """Publish `state` if the ref is still at `expected`: the new commit, or None.
-        `history`: the files that move the snapshot of history beside it (History.
-        snapshot). A state that is the one at `expected` but for its clock, with no
-        snapshot to move, is not written (no commit; with a remote, no push): an idle
+        `files`: those that move the tallies and the snapshot of history beside it (an
+        evaluation's, `Walk.files`). A state that is the one at `expected` but for its
+        clock, with no file to move, is not written (no commit; with a remote, no push): an idle
         run or a claim another runner already took changes nothing, and the next run
         advances from the older clock as this one did."""
         data = state.to_json()
-        if not history and self._unchanged(state, expected, data):
+        if not files and self._unchanged(state, expected, data):
             return expected
-        commit = self.commit(data, expected, message, history)
+        commit = self.commit(data, expected, message, files)
         if self.remote is not None:
             return commit if self.remote.push({self.ref: (commit, expected)}) else None
         return commit if gitcmd.update_ref(self.root, self.ref, commit, expected) else None
@@ -274,12 +371,12 @@ class Ledger:
         data: bytes,
         parent: str | None,
         message: str,
-        history: dict[str, bytes | None] | None = None,
+        files: dict[str, bytes | None] | None = None,
     ) -> str:
         """A commit of a state's `data` (State.to_json) on `parent`, on no ref yet; the
-        snapshot of history is `parent`'s, or moved by the files in `history`."""
-        files = {**(history or {}), STATE_FILE: data}
-        return gitcmd.commit_tree(self.root, parent, files, message, env=IDENTITY)
+        other files are `parent`'s, or as `files` writes them."""
+        written = {**(files or {}), STATE_FILE: data}
+        return gitcmd.commit_tree(self.root, parent, written, message, env=IDENTITY)
 
     def update(self, change: Callable[[State], T], message: str) -> T:
         """Apply `change` to the newest state and publish it; on a lost race, read

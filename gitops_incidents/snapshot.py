@@ -18,7 +18,6 @@ is not read: its walk is made again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from pathlib import Path
@@ -49,8 +48,7 @@ def encode(state: dict[str, Any]) -> bytes:
 
 
 def incident_path(incident_id: str) -> str:
-    fan = hashlib.sha1(incident_id.encode()).hexdigest()[:2]  # a spread of names, not a secret
-    return f"{_INCIDENTS}/{fan}/{incident_id}"
+    return gitcmd.fanned(_INCIDENTS, incident_id)
 
 
 def read(root: Path, commit: str) -> dict[str, Any] | None:

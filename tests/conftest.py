@@ -91,6 +91,17 @@ class Repo:
         return env
 
 
+def tallies(repo: Repo) -> dict[str, tuple[int, str | None]]:
+    """The engine's tallies of main (events evaluated, digest), per incident."""
+    from gitops_incidents.ledger import Ledger, Tallies
+
+    commit, state = Ledger(repo.path, "main").read()
+    return {
+        incident_id: (tally.events, tally.digest)
+        for incident_id, tally in Tallies(repo.path, commit, state).read_all().items()
+    }
+
+
 def initialized(path: Path, files: dict[str, str]) -> Repo:
     """A repository `init` made at `path`, with `files` committed."""
     from gitops_incidents.cli import main

@@ -16,7 +16,7 @@ import pytest
 
 from gitops_incidents.cli import main
 from gitops_incidents.faults import POINTS
-from tests.conftest import CONFIG, ROOT, T0, Repo
+from tests.conftest import CONFIG, ROOT, T0, Repo, tallies
 from tests.test_engine import PAGER, automation, incident
 from tests.webhook_server import Receiver
 
@@ -876,6 +876,26 @@ def _process_at(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def _as_format_1(repo: Repo, *, digests: bool) -> None:
+    """The engine's ref as version 1 of the ledger kept it: the incidents' tallies inline
+    in engine.json (with their digests, or, earlier still, without), none beside it."""
+    from gitops_incidents import gitcmd
+    from gitops_incidents.ledger import TALLIES, Ledger
+
+    kept = tallies(repo)
+    ledger = Ledger(repo.path, "main")
+    commit, _ = ledger.read()
+    assert commit is not None
+    data = json.loads(gitcmd.read_blob(repo.path, commit, "engine.json") or b"")
+    del data["evaluated"]
+    data |= {"format": 1, "ordinals": {i: events for i, (events, _) in kept.items()}}
+    if digests:
+        data["digests"] = {i: digest for i, (_, digest) in kept.items()}
+    files = {TALLIES: None, "engine.json": json.dumps(data).encode()}
+    old = gitcmd.commit_tree(repo.path, commit, files, "as format 1")
+    assert gitcmd.update_ref(repo.path, ledger.ref, old, commit)
+
+
 def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_same(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -883,11 +903,68 @@ def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_s
     tracker.write("incidents/a.yaml", incident("A"))
     tracker.commit("declare a", when=T0 + 20)
     assert run(capsys, tracker, "apply")[0] == 0
-    _damage_ledger(tracker, lambda data: data.pop("digests"))  # as an earlier version wrote it
+    _as_format_1(tracker, digests=False)  # as an earlier version wrote it
     tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
     tracker.commit("raise a", when=T0 + 30)
     assert run(capsys, tracker, "apply")[0] == 0
+    assert tallies(tracker)["a"] == (2, None)  # moved out, still without a digest
     tracker.git("commit", "-q", "--amend", "-m", "raise a (reworded)")
     status, _, err = run(capsys, tracker, "apply")
     assert status == 0 and "skipped" not in err and "history was rewritten" in err
     assert _declared_names(receiver) == ["A"]
+    assert tallies(tracker)["a"][0] == 2 and tallies(tracker)["a"][1] is not None
+
+
+def test_a_ledger_of_format_1_moves_its_tallies_out_and_acts_on_nothing_twice(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _page_on_declare(tracker, capsys)
+    for name in ("a", "b"):
+        tracker.write(f"incidents/{name}.yaml", incident(name.upper()))
+    tracker.commit("declare a and b", when=T0 + 20)
+    assert run(capsys, tracker, "apply")[0] == 0
+    before = tallies(tracker)
+    _as_format_1(tracker, digests=True)
+    tracker.write("incidents/c.yaml", incident("C"))
+    tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
+    tracker.commit("declare c, raise a", when=T0 + 30)
+    assert run(capsys, tracker, "apply")[0] == 0
+    assert _declared_names(receiver) == ["A", "B", "C"]
+    after = tallies(tracker)
+    assert after["b"] == before["b"] and after["a"][0] == 2 and set(after) == {*before, "c"}
+    engine = json.loads(tracker.git("show", "refs/gitops-incidents/main:engine.json"))
+    assert engine["format"] == 2 and "ordinals" not in engine and "digests" not in engine
+    assert engine["evaluated"] == sum(events for events, _ in after.values())
+    # The digests came along: a rewrite with the same changes is taken as the same.
+    tracker.git("commit", "-q", "--amend", "-m", "declare c, raise a (reworded)")
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 0 and "skipped" not in err and "history was rewritten" in err
+    assert _declared_names(receiver) == ["A", "B", "C"] and tallies(tracker) == after
+
+
+def test_a_damaged_tally_is_a_clear_error_and_nothing_acts(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitops_incidents import gitcmd
+    from gitops_incidents.ledger import TALLIES, Ledger
+
+    _page_on_declare(tracker, capsys)
+    tracker.write("incidents/a.yaml", incident("A"))
+    tracker.commit("declare a", when=T0 + 20)
+    assert run(capsys, tracker, "apply")[0] == 0
+    ledger = Ledger(tracker.path, "main")
+    commit, _ = ledger.read()
+    path = gitcmd.fanned(TALLIES, "a")
+    damaged = gitcmd.commit_tree(tracker.path, commit, {path: b'{"events": -1}'}, "x")
+    assert gitcmd.update_ref(tracker.path, ledger.ref, damaged, commit)
+    tracker.write("incidents/b.yaml", incident("B"))
+    tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
+    tracker.commit("declare b, raise a", when=T0 + 30)
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 1 and _declared_names(receiver) == ["A"]
+    assert err.startswith(
+        f"gitops-incidents: error: {path} of the engine's commit {damaged} cannot be read "
+        "(not a tally); restore a good version of its ref with git update-ref "
+        "refs/gitops-incidents/<branch> <commit>"
+    )
+    assert ledger.read()[0] == damaged  # nothing written over it
