@@ -241,10 +241,9 @@ class Tallies:
     def read_all(self) -> dict[str, Tally]:
         if self.inline or self.commit is None:
             return dict(self.inline)
+        # By path, not by blob: two incidents with the same tally share one blob.
         listing = gitcmd.list_tree(self.root, f"{self.commit}:{TALLIES}") or {}
-        blobs = {blob: path.rpartition("/")[2] for path, blob in listing.items()}
-        found = gitcmd.read_objects(self.root, list(blobs))
-        return {blobs[blob]: self._decoded(blobs[blob], data) for blob, data in found.items()}
+        return self.read(path.rpartition("/")[2] for path in listing)
 
     def _decoded(self, incident_id: str, data: bytes) -> Tally:
         try:

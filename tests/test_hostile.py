@@ -896,13 +896,19 @@ def _as_format_1(repo: Repo, *, digests: bool) -> None:
     assert gitcmd.update_ref(repo.path, ledger.ref, old, commit)
 
 
+def _declare_and_apply(tracker: Repo, capsys: pytest.CaptureFixture[str], *names: str) -> None:
+    """Pages on declaration, incidents `names` (named in capitals) declared, and applied."""
+    _page_on_declare(tracker, capsys)
+    for name in names:
+        tracker.write(f"incidents/{name}.yaml", incident(name.upper()))
+    tracker.commit(f"declare {' and '.join(names)}", when=T0 + 20)
+    assert run(capsys, tracker, "apply")[0] == 0
+
+
 def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_same(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _page_on_declare(tracker, capsys)
-    tracker.write("incidents/a.yaml", incident("A"))
-    tracker.commit("declare a", when=T0 + 20)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _declare_and_apply(tracker, capsys, "a")
     _as_format_1(tracker, digests=False)  # as an earlier version wrote it
     tracker.write("incidents/a.yaml", incident("A", "SEV-1"))
     tracker.commit("raise a", when=T0 + 30)
@@ -918,11 +924,7 @@ def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_s
 def test_a_ledger_of_format_1_moves_its_tallies_out_and_acts_on_nothing_twice(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _page_on_declare(tracker, capsys)
-    for name in ("a", "b"):
-        tracker.write(f"incidents/{name}.yaml", incident(name.upper()))
-    tracker.commit("declare a and b", when=T0 + 20)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _declare_and_apply(tracker, capsys, "a", "b")
     before = tallies(tracker)
     _as_format_1(tracker, digests=True)
     tracker.write("incidents/c.yaml", incident("C"))
@@ -948,10 +950,7 @@ def test_a_damaged_tally_is_a_clear_error_and_nothing_acts(
     from gitops_incidents import gitcmd
     from gitops_incidents.ledger import TALLIES, Ledger
 
-    _page_on_declare(tracker, capsys)
-    tracker.write("incidents/a.yaml", incident("A"))
-    tracker.commit("declare a", when=T0 + 20)
-    assert run(capsys, tracker, "apply")[0] == 0
+    _declare_and_apply(tracker, capsys, "a")
     ledger = Ledger(tracker.path, "main")
     commit, _ = ledger.read()
     path = gitcmd.fanned(TALLIES, "a")
