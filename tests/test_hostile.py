@@ -921,6 +921,22 @@ def test_a_ledger_without_digests_takes_a_rewrite_with_the_same_changes_as_the_s
     assert tallies(tracker)["a"][0] == 2 and tallies(tracker)["a"][1] is not None
 
 
+def test_incidents_with_the_same_tally_are_each_taken_as_evaluated_after_a_rewrite(
+    tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _declare_and_apply(tracker, capsys, "a", "b")
+    _as_format_1(tracker, digests=False)
+    tracker.write("incidents/c.yaml", incident("C"))
+    tracker.commit("declare c", when=T0 + 30)
+    assert run(capsys, tracker, "apply")[0] == 0
+    # Moved out without digests: a's and b's tallies are one blob, at two paths.
+    assert tallies(tracker)["a"] == tallies(tracker)["b"] == (1, None)
+    tracker.git("commit", "-q", "--amend", "-m", "declare c (reworded)")
+    status, _, err = run(capsys, tracker, "apply")
+    assert status == 0 and "skipped" not in err and "history was rewritten" in err
+    assert _declared_names(receiver) == ["A", "B", "C"]  # neither declared twice
+
+
 def test_a_ledger_of_format_1_moves_its_tallies_out_and_acts_on_nothing_twice(
     tracker: Repo, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
