@@ -57,6 +57,9 @@ for _ in blobs:
 
 def measure(command: list[str], cwd: Path) -> Run:
     """Wall time and peak memory of one process (its output discarded)."""
+    # The clones and commits made just before are written out first: their writeback
+    # (more of it for a larger tracker) would otherwise land in the measured run.
+    os.sync()
     started = time.perf_counter()
     child = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass
@@ -217,19 +216,16 @@ class History:
         state = self._states()
         if state.tip is None:
             return None
-        if state.base is None:
+        if not state.based:
             state.load_all()
             return snapshot.changes(state.header(), state.encoded()[1], whole=True)
-        keys, data = state.encoded()
-        changed = {i: data[i] for i, key in keys.items() if state.base.get(i) != key}
+        changed = state.changed()
         if not changed and self._shared is not None and self._shared["tip"] == state.tip:
             return None
         return snapshot.changes(state.header(), changed, whole=False)
 
-    def _new_state(
-        self, header: dict[str, Any] | None = None, base: dict[str, str] | None = None
-    ) -> WalkState:
-        return WalkState(self.cache, self._load_states, header, base)
+    def _new_state(self, header: dict[str, Any] | None = None, *, based: bool = False) -> WalkState:
+        return WalkState(self.root, self.cache, self._load_states, header, based=based)
 
     def _checkpoint(self, commit: str) -> WalkState | None:
         """The state where an earlier walk ended at `commit`: the seed's snapshot if it
@@ -237,25 +233,18 @@ class History:
         if self._seed is not None and self._shared is None:
             self._shared = snapshot.read(self.root, self._seed) or {"tip": None}
         if self._shared is not None and self._shared["tip"] == commit:
-            return self._new_state(self._shared, base=self._shared["incidents"])
+            return self._new_state(self._shared, based=True)
         header = self.cache.checkpoint(commit)
         return None if header is None else self._new_state(header)
 
     def _load_states(self, keys: list[str]) -> dict[str, IncidentState]:
         """Incident states by key: from the local cache, or else from git (the blobs of
         the engine's snapshot); CacheDamaged if neither has one that reads as a state."""
-        stored = self.cache.states(keys)
-        missing = [key for key in keys if key not in stored]
-        for key, data in gitcmd.read_objects(self.root, missing).items():
-            with contextlib.suppress(ValueError):
-                stored[key] = json.loads(data)
-        found = {}
-        for key, value in stored.items():
-            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                found[key] = IncidentState.from_dict(value)
-        if len(found) < len(set(keys)):
-            raise CacheDamaged("incident states that a checkpoint names are missing or damaged")
-        return found
+        stored: dict[str, Any] = self.cache.states(keys)
+        stored.update(gitcmd.read_objects(self.root, [key for key in keys if key not in stored]))
+        if len(stored) < len(set(keys)):
+            raise CacheDamaged("incident states that a checkpoint names are missing")
+        return {key: snapshot.decoded(value) for key, value in stored.items()}
 
     def _steps(self, revisions: str, after: str | None, replay: bool) -> Iterator[Step]:
         """Steps from the log; with `replay`, from the events cache as long as it has
@@ -325,6 +314,15 @@ class History:
         parsed, fresh = self._parse_all(batch, blobs)
         state = self._state
         assert state is not None
+        # The incidents the batch touches, read from the snapshot (if it started from
+        # one) at once, not one by one.
+        state.fetch(
+            tracker.file_id(change.path)
+            for commit in batch
+            for change in commit.changes
+            if tracker.classify(change.path) is Kind.INCIDENT
+            and not tracker.name_problem(change.path, Kind.INCIDENT)
+        )
         steps: list[Step] = []
         for commit in batch:
             state.epoch = max(state.epoch, commit.committed_epoch)

@@ -12,14 +12,17 @@ Each state is a git blob, so the snapshot is content-addressed: an evaluation ad
 the states that changed and the trees above them, and shares the rest with the
 snapshot before. <ab> (two hex digits of a hash of the id) keeps every tree small,
 as git's notes do. A state's blob id is its key in the local cache too
-(cache.py), so either holds it. A snapshot written by other code (another version)
-is not read: its walk is made again.
+(cache.py), so either holds it. A walk from the snapshot reads an incident's state
+by its path when a commit touches it, and lists the tree only where every incident is
+asked for (or one is not found at its path): what a walk of a few commits reads does
+not grow with the tracker. A snapshot written by other code (another version) is not
+read: its walk is made again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +55,9 @@ def incident_path(incident_id: str) -> str:
 
 
 def read(root: Path, commit: str) -> dict[str, Any] | None:
-    """The checkpoint the snapshot in `commit` holds, its `incidents` mapping each id to
-    its state's blob; None if there is none this code wrote, or it is damaged."""
+    """The checkpoint the snapshot in `commit` holds, its `snapshot` naming `commit`
+    (whose states are read when asked for: WalkState); None if there is none this code
+    wrote, or it is damaged."""
     data = gitcmd.read_blob(root, commit, _CHECKPOINT)
     try:
         header = json.loads(data or b"null")
@@ -63,14 +67,15 @@ def read(root: Path, commit: str) -> dict[str, Any] | None:
         return None
     if any(not isinstance(header.get(name), kinds) for name, kinds in _FIELDS.items()):
         return None
-    listing = gitcmd.list_tree(root, f"{commit}:{_INCIDENTS}") or {}
-    incidents = {}
-    for path, blob in listing.items():
-        incident_id = path.rpartition("/")[2]
-        if f"{_INCIDENTS}/{path}" != incident_path(incident_id):
-            return None  # not a tree this code wrote
-        incidents[incident_id] = blob
-    return {name: header[name] for name in _FIELDS} | {"incidents": incidents}
+    return {name: header[name] for name in _FIELDS} | {"snapshot": commit}
+
+
+def decoded(value: Any) -> IncidentState:
+    """A stored incident state (its JSON, or that read); CacheDamaged if it is not one."""
+    try:
+        return IncidentState.from_dict(json.loads(value) if isinstance(value, bytes) else value)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
+        raise CacheDamaged("a stored incident state is damaged") from None
 
 
 def changes(
@@ -87,17 +92,24 @@ def changes(
 
 
 class WalkState:
-    """Where a walk stands: everything the next commit is compared with."""
+    """Where a walk stands: everything the next commit is compared with.
+
+    An incident's state is known three ways: loaded (`incidents`), by its key, to load
+    when asked for (`keys`), or else, if the walk started from an engine's snapshot
+    (`stored`, that commit), by its path there, read when asked for: a walk of a few
+    commits reads the few incidents they touch, not a listing of every one."""
 
     def __init__(
         self,
+        root: Path,
         cache: Cache,
         load: Callable[[list[str]], dict[str, IncidentState]],
         header: dict[str, Any] | None = None,
-        base: dict[str, str] | None = None,
+        *,
+        based: bool = False,
     ) -> None:
         header = header or {}
-        self.cache, self.load = cache, load
+        self.root, self.cache, self.load = root, cache, load
         self.tip: str | None = header.get("tip")
         self.epoch: int = header.get("epoch", 0)
         self.next_number: int = header.get("next_number", 1)
@@ -105,19 +117,71 @@ class WalkState:
         self.config = Config.model_validate(header.get("config") or {})
         self.keys: dict[str, str] = dict(header.get("incidents", {}))  # id -> key, not loaded
         self.incidents: dict[str, IncidentState] = {}
-        # The state keys of the engine's snapshot this walk started from, if it did: what
-        # the next snapshot is told apart from (snapshot.changes).
-        self.base = base
-        self._encoded: tuple[tuple[str | None, int], dict[str, str], dict[str, bytes]] | None = None
+        self.stored: str | None = header.get("snapshot")
+        # Each incident looked up in `stored`: its key there (None: not there).
+        self.found: dict[str, str | None] = {}
+        # `based`: the walk started from the engine's snapshot `stored`, so the next one
+        # is that with the states that changed (History.snapshot).
+        self.based = based
+        self._encoded: tuple[tuple[Any, ...], dict[str, str], dict[str, bytes]] | None = None
+
+    def fetch(self, incident_ids: Iterable[str]) -> None:
+        """Load from the snapshot, in one read, those of `incident_ids` not known yet
+        (plain names: tracker.id_problem)."""
+        if self.stored is None:
+            return
+        known = (self.incidents, self.keys, self.found)
+        wanted = [i for i in dict.fromkeys(incident_ids) if not any(i in k for k in known)]
+        if not wanted:
+            return
+        stored = self.stored
+        names = {f"{stored}:{incident_path(i)}": i for i in wanted}
+        # The checkpoint too: a path not found means a new incident only where the
+        # snapshot is there (a cache's checkpoint names one that may be gone).
+        found = gitcmd.read_objects(self.root, [*names, f"{stored}:{_CHECKPOINT}"])
+        if f"{stored}:{_CHECKPOINT}" not in found:
+            raise CacheDamaged(f"the engine's snapshot in {stored} is gone")
+        if len(found) <= len(names):
+            # Some are new, or the tree is not laid out as this code lays it: listed
+            # whole, so that a state elsewhere is not taken for a new incident.
+            self.ids()
+        for name, incident_id in names.items():
+            data = found.get(name)
+            self.found.setdefault(
+                incident_id, None if data is None else gitcmd.object_id(data, stored)
+            )
+            if data is not None:
+                self.incidents[incident_id] = decoded(data)
+                self.keys.pop(incident_id, None)
 
     def incident(self, incident_id: str) -> IncidentState | None:
+        self.fetch([incident_id])
         if incident_id not in self.incidents and incident_id in self.keys:
             key = self.keys[incident_id]
             self.incidents[incident_id] = self.load([key])[key]
             del self.keys[incident_id]
         return self.incidents.get(incident_id)
 
+    def ids(self) -> list[str]:
+        """Every incident's id (the snapshot's listed, if the walk started from one)."""
+        if self.stored is not None:
+            listing = gitcmd.list_tree(self.root, f"{self.stored}:{FOLDER}")
+            if listing is None or "checkpoint.json" not in listing:
+                raise CacheDamaged(f"the engine's snapshot in {self.stored} is gone")
+            for path, blob in listing.items():
+                incident_id = path.rpartition("/")[2]
+                if path == "checkpoint.json" or incident_id in self.found:
+                    continue
+                if f"{FOLDER}/{path}" != incident_path(incident_id):
+                    raise CacheDamaged(f"{self.stored}:{FOLDER} is not a snapshot this code wrote")
+                self.found[incident_id] = blob
+                if incident_id not in self.incidents:
+                    self.keys.setdefault(incident_id, blob)
+            self.stored = None  # every state known by its key now
+        return [*self.incidents, *self.keys]
+
     def load_all(self) -> dict[str, IncidentState]:
+        self.ids()
         if self.keys:
             stored = self.load(list(self.keys.values()))
             for incident_id, key in self.keys.items():
@@ -126,14 +190,21 @@ class WalkState:
         return self.incidents
 
     def encoded(self) -> tuple[dict[str, str], dict[str, bytes]]:
-        """Every incident's state key, and the canonical JSON of those loaded (the rest
-        are as they were stored): worked out once per position and incidents loaded."""
-        if self._encoded is None or self._encoded[0] != (self.tip, len(self.incidents)):
+        """The state key of every incident known (not those only in `stored`), and the
+        canonical JSON of those loaded: worked out once per position and incidents loaded."""
+        at = (self.tip, len(self.incidents), len(self.keys), self.stored)
+        if self._encoded is None or self._encoded[0] != at:
             data = {i: encode(s.to_dict()) for i, s in self.incidents.items()}
             like = self.tip or ""
             keys = {**self.keys, **{i: gitcmd.object_id(d, like) for i, d in data.items()}}
-            self._encoded = ((self.tip, len(self.incidents)), keys, data)
+            self._encoded = (at, keys, data)
         return self._encoded[1], self._encoded[2]
+
+    def changed(self) -> dict[str, bytes]:
+        """The canonical JSON of the states not as the snapshot the walk started from has
+        them (`based`)."""
+        keys, data = self.encoded()
+        return {i: d for i, d in data.items() if self.found.get(i) != keys[i]}
 
     def header(self) -> dict[str, Any]:
         return {
@@ -143,6 +214,7 @@ class WalkState:
             "config_blob": self.config_blob,
             "config": self.config.model_dump(mode="json", exclude_defaults=True),
             "incidents": self.encoded()[0],
+            "snapshot": self.stored,
         }
 
     def save(self) -> None:
@@ -174,10 +246,17 @@ class States(Mapping[str, IncidentState]):
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter([*self._state.incidents, *self._state.keys])
+        return iter(self._ids())
 
     def __len__(self) -> int:
-        return len(self._state.incidents) + len(self._state.keys)
+        return len(self._ids())
+
+    def _ids(self) -> list[str]:
+        try:
+            return self._state.ids()
+        except CacheDamaged:
+            self._state = self._derive()
+            return self._state.ids()
 
     def values(self) -> ValuesView[IncidentState]:
         return self._all().values()

@@ -862,7 +862,7 @@ def test_a_snapshot_this_code_cannot_start_from_is_walked_past(
     ledger = tracker.git("rev-parse", "refs/gitops-incidents/main").strip()
     written = snapshot.read(tracker.path, ledger)
     assert written is not None and written["tip"] == tracker.git("rev-parse", "HEAD").strip()
-    state = json.loads(tracker.git("cat-file", "blob", written["incidents"]["db"]))
+    state = json.loads(tracker.git("show", f"{ledger}:{snapshot.incident_path('db')}"))
     assert state["document"]["severity"] == "SEV-1" and state["ordinal"] == 2
 
 
@@ -887,4 +887,5 @@ def test_a_sha256_repository_keeps_its_ledger_and_snapshot(
     assert request.json()["resource"]["prefect.resource.name"] == "Database down"
     ledger = repo.git("rev-parse", "refs/gitops-incidents/main").strip()
     written = snapshot.read(repo.path, ledger)
-    assert len(ledger) == 64 and written is not None and len(written["incidents"]["db"]) == 64
+    state = repo.git("rev-parse", f"{ledger}:{snapshot.incident_path('db')}").strip()
+    assert len(ledger) == 64 and written is not None and len(state) == 64

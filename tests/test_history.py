@@ -19,7 +19,7 @@ from gitops_incidents.cli import main
 from gitops_incidents.history import History, incident_histories, utc
 
 from .conftest import Repo
-from .scenarios import ALICE, BOB, SCENARIOS, T0, lifecycle
+from .scenarios import ALICE, BOB, DB_V1, SCENARIOS, T0, lifecycle
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -460,3 +460,31 @@ def test_a_walk_from_a_snapshot_reads_the_states_asked_for_and_mends_a_damaged_o
     assert len(asked) == 1
     assert states["db"].to_dict() == expected["db"]  # damaged: derived from history
     assert {k: v.to_dict() for k, v in states.items()} == expected
+
+
+def test_a_checkpoint_whose_engine_snapshot_is_gone_is_walked_again(
+    repo: Repo, tmp_path: Path
+) -> None:
+    lifecycle(repo)
+    with History(repo.path, writable=False) as history:
+        list(history.walk("HEAD"))
+        files = history.snapshot()
+    assert files is not None
+    seed = gitcmd.commit_tree(repo.path, None, files, "engine")  # on no ref: gc drops it
+    position = repo.git("rev-parse", "HEAD").strip()
+    repo.write("incidents/db.yaml", DB_V1)
+    repo.commit("db again", BOB, T0 + 3000)
+    middle = repo.git("rev-parse", "HEAD").strip()
+    with History(repo.path, seed=seed) as history:
+        list(history.walk("HEAD", since=position))  # its checkpoint: db here, dns in `seed`
+    repo.git("gc", "-q", "--prune=now")
+    assert subprocess.run(["git", "-C", str(repo.path), "cat-file", "-e", seed]).returncode != 0
+    repo.write("incidents/dns.yaml", "name: DNS outage again\nseverity: SEV-2\n")
+    repo.commit("dns again", BOB, T0 + 3100)
+    with History(Repo.clone(repo.path, tmp_path / "clone").path) as history:
+        expected = [s.events for s in history.walk("HEAD", since=middle)]
+        expected_states = {k: v.to_dict() for k, v in history.states().items()}
+    with History(repo.path) as history:
+        assert [s.events for s in history.walk("HEAD", since=middle)] == expected
+        assert {k: v.to_dict() for k, v in history.states().items()} == expected_states
+    assert [e["event"] for e in expected[0]] == ["prefect-cloud.incident.declared"]
