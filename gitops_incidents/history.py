@@ -104,6 +104,7 @@ class History:
         self.cache = open_cache(root, writable=writable)
         self._seed = seed
         self._shared: dict[str, Any] | None = None
+        self._earlier: dict[str, dict[str, Any]] | None = None
         self._state: WalkState | None = self._new_state()
         self._tip: str | None = None
 
@@ -229,12 +230,18 @@ class History:
 
     def _checkpoint(self, commit: str) -> WalkState | None:
         """The state where an earlier walk ended at `commit`: the seed's snapshot if it
-        stands there, or the local cache's checkpoint."""
+        stands there, or the local cache's checkpoint, or an earlier engine commit's
+        snapshot that stands there."""
         if self._seed is not None and self._shared is None:
             self._shared = snapshot.read(self.root, self._seed) or {"tip": None}
         if self._shared is not None and self._shared["tip"] == commit:
             return self._new_state(self._shared, based=True)
         header = self.cache.checkpoint(commit)
+        if header is None and self._seed is not None:
+            # The engine has moved on since `commit`: an earlier snapshot may stand there.
+            if self._earlier is None:
+                self._earlier = snapshot.earlier(self.root, self._seed)
+            header = self._earlier.get(commit)
         return None if header is None else self._new_state(header)
 
     def _load_states(self, keys: list[str]) -> dict[str, IncidentState]:

@@ -35,6 +35,8 @@ FOLDER = "history"
 FORMAT = 1
 _CHECKPOINT = f"{FOLDER}/checkpoint.json"
 _INCIDENTS = f"{FOLDER}/incidents"
+# How many of the engine's commits a walk since a commit it stood at looks back through.
+EARLIER = 100
 # A checkpoint's fields and their types (History's checkpoint header, but its incidents).
 _FIELDS: dict[str, tuple[type, ...]] = {
     "tip": (str,),
@@ -58,7 +60,25 @@ def read(root: Path, commit: str) -> dict[str, Any] | None:
     """The checkpoint the snapshot in `commit` holds, its `snapshot` naming `commit`
     (whose states are read when asked for: WalkState); None if there is none this code
     wrote, or it is damaged."""
-    data = gitcmd.read_blob(root, commit, _CHECKPOINT)
+    return _header(gitcmd.read_blob(root, commit, _CHECKPOINT), commit)
+
+
+def earlier(root: Path, engine: str) -> dict[str, dict[str, Any]]:
+    """The checkpoints of the snapshots in the last EARLIER commits of the engine's ref
+    (from `engine` back), by the commit each stands at (the newest there): where the
+    engine stood before, as a walk since a commit the engine has moved on from asks."""
+    commits = gitcmd.run(root, "rev-list", "--first-parent", f"--max-count={EARLIER}", engine)
+    names = {f"{commit}:{_CHECKPOINT}": commit for commit in commits.split()}
+    found = gitcmd.read_objects(root, list(names))
+    headers: dict[str, dict[str, Any]] = {}
+    for name, commit in names.items():
+        header = _header(found.get(name), commit)
+        if header is not None:
+            headers.setdefault(header["tip"], header)
+    return headers
+
+
+def _header(data: bytes | None, commit: str) -> dict[str, Any] | None:
     try:
         header = json.loads(data or b"null")
     except ValueError:

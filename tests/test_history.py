@@ -488,3 +488,36 @@ def test_a_checkpoint_whose_engine_snapshot_is_gone_is_walked_again(
         assert [s.events for s in history.walk("HEAD", since=middle)] == expected
         assert {k: v.to_dict() for k, v in history.states().items()} == expected_states
     assert [e["event"] for e in expected[0]] == ["prefect-cloud.incident.declared"]
+
+
+def test_a_walk_since_where_the_engine_stood_before_starts_from_that_snapshot(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle(repo)
+    before = repo.git("rev-parse", "HEAD").strip()
+    with History(repo.path, writable=False) as history:
+        list(history.walk("HEAD"))
+        first = gitcmd.commit_tree(repo.path, None, history.snapshot() or {}, "engine")
+    repo.write("incidents/db.yaml", DB_V1)
+    repo.commit("db again", BOB, T0 + 3000)
+    with History(repo.path, writable=False, seed=first) as history:
+        list(history.walk("HEAD", since=before))
+        engine = gitcmd.commit_tree(repo.path, first, history.snapshot() or {}, "engine")
+    repo.write("incidents/dns.yaml", "name: DNS outage again\nseverity: SEV-2\n")
+    repo.commit("dns again", BOB, T0 + 3100)
+    with History(repo.path, writable=False) as history:
+        expected = [s.events for s in history.walk("HEAD", since=before)]
+    assert not (repo.path / ".git" / "gitops-incidents").exists()  # no cache: a fresh clone's
+    logged: list[list[str]] = []
+    log = gitcmd.log
+
+    def logging(root: Path, revisions: list[str], paths: list[str]) -> Any:
+        logged.append(list(revisions))
+        return log(root, revisions, paths)
+
+    monkeypatch.setattr(gitcmd, "log", logging)
+    # The engine stands at HEAD~1 now; its commit before stood at `before`.
+    with History(repo.path, seed=engine) as history:
+        assert [s.events for s in history.walk("HEAD", since=before)] == expected
+    assert logged and all(".." in revisions[0] for revisions in logged)  # history not read
+    assert [e["event"] for e in expected[1]] == ["prefect-cloud.incident.declared"]
