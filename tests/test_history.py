@@ -430,12 +430,8 @@ def test_the_cache_fingerprint_covers_every_module(tmp_path: Path, module: str) 
 def test_a_walk_from_a_snapshot_reads_the_states_asked_for_and_mends_a_damaged_one(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lifecycle(repo)
+    files = _lifecycle_snapshot(repo)
     position = repo.git("rev-parse", "HEAD").strip()
-    with History(repo.path, writable=False) as history:
-        list(history.walk("HEAD"))
-        files = history.snapshot()
-    assert files is not None
     files[snapshot.incident_path("db")] = b'{"id": "db"}'  # damaged: not a whole state
     seed = gitcmd.commit_tree(repo.path, None, files, "engine")
     repo.write("incidents/new.yaml", "name: New\nseverity: SEV-5\n")
@@ -465,11 +461,7 @@ def test_a_walk_from_a_snapshot_reads_the_states_asked_for_and_mends_a_damaged_o
 def test_a_checkpoint_whose_engine_snapshot_is_gone_is_walked_again(
     repo: Repo, tmp_path: Path
 ) -> None:
-    lifecycle(repo)
-    with History(repo.path, writable=False) as history:
-        list(history.walk("HEAD"))
-        files = history.snapshot()
-    assert files is not None
+    files = _lifecycle_snapshot(repo)
     seed = gitcmd.commit_tree(repo.path, None, files, "engine")  # on no ref: gc drops it
     position = repo.git("rev-parse", "HEAD").strip()
     repo.write("incidents/db.yaml", DB_V1)
@@ -493,11 +485,8 @@ def test_a_checkpoint_whose_engine_snapshot_is_gone_is_walked_again(
 def test_a_walk_since_where_the_engine_stood_before_starts_from_that_snapshot(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lifecycle(repo)
+    first = gitcmd.commit_tree(repo.path, None, _lifecycle_snapshot(repo), "engine")
     before = repo.git("rev-parse", "HEAD").strip()
-    with History(repo.path, writable=False) as history:
-        list(history.walk("HEAD"))
-        first = gitcmd.commit_tree(repo.path, None, history.snapshot() or {}, "engine")
     repo.write("incidents/db.yaml", DB_V1)
     repo.commit("db again", BOB, T0 + 3000)
     with History(repo.path, writable=False, seed=first) as history:
@@ -521,3 +510,13 @@ def test_a_walk_since_where_the_engine_stood_before_starts_from_that_snapshot(
         assert [s.events for s in history.walk("HEAD", since=before)] == expected
     assert logged and all(".." in revisions[0] for revisions in logged)  # history not read
     assert [e["event"] for e in expected[1]] == ["prefect-cloud.incident.declared"]
+
+
+def _lifecycle_snapshot(repo: Repo) -> dict[str, bytes | None]:
+    """The lifecycle's history committed, and the files of the engine's snapshot at its end."""
+    lifecycle(repo)
+    with History(repo.path, writable=False) as history:
+        list(history.walk("HEAD"))
+        files = history.snapshot()
+    assert files is not None
+    return files
