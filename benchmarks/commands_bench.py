@@ -17,7 +17,8 @@ against a floor measured in the same rounds (these machines are noisy):
   commit), against the interpreter's own start-up;            target 0.15 s and 0.3 s
 
 Peak memory is the child process's maximum resident set (wait4). A fresh clone is a
-local `git clone` of a bare origin, made before the clock starts.
+local `git clone` of a bare origin, made (and its writes flushed to disk) before the
+clock starts.
 
 Usage: python -m benchmarks.commands_bench [--rounds K] [--sizes 600,5000,50000]
 """
