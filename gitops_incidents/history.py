@@ -328,7 +328,7 @@ class History:
             for commit in batch
             for change in commit.changes
             if tracker.classify(change.path) is Kind.INCIDENT
-            and not tracker.name_problem(change.path, Kind.INCIDENT)
+            and not file_problem(change, Kind.INCIDENT)
         )
         steps: list[Step] = []
         for commit in batch:

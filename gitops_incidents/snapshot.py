@@ -90,6 +90,11 @@ def _header(data: bytes | None, commit: str) -> dict[str, Any] | None:
     return {name: header[name] for name in _FIELDS} | {"snapshot": commit}
 
 
+def _gone(commit: str) -> CacheDamaged:
+    # A cache's checkpoint may name an engine commit that gc removed since (a reset ref).
+    return CacheDamaged(f"the engine's snapshot in {commit} is gone")
+
+
 def decoded(value: Any) -> IncidentState:
     """A stored incident state (its JSON, or that read); CacheDamaged if it is not one."""
     try:
@@ -157,10 +162,10 @@ class WalkState:
         stored = self.stored
         names = {f"{stored}:{incident_path(i)}": i for i in wanted}
         # The checkpoint too: a path not found means a new incident only where the
-        # snapshot is there (a cache's checkpoint names one that may be gone).
+        # snapshot is there.
         found = gitcmd.read_objects(self.root, [*names, f"{stored}:{_CHECKPOINT}"])
         if f"{stored}:{_CHECKPOINT}" not in found:
-            raise CacheDamaged(f"the engine's snapshot in {stored} is gone")
+            raise _gone(stored)
         if len(found) <= len(names):
             # Some are new, or the tree is not laid out as this code lays it: listed
             # whole, so that a state elsewhere is not taken for a new incident.
@@ -187,7 +192,7 @@ class WalkState:
         if self.stored is not None:
             listing = gitcmd.list_tree(self.root, f"{self.stored}:{FOLDER}")
             if listing is None or "checkpoint.json" not in listing:
-                raise CacheDamaged(f"the engine's snapshot in {self.stored} is gone")
+                raise _gone(self.stored)
             for path, blob in listing.items():
                 incident_id = path.rpartition("/")[2]
                 if path == "checkpoint.json" or incident_id in self.found:
